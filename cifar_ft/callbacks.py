@@ -1,0 +1,155 @@
+"""Freeze schedule: train the head on a frozen backbone, then unfreeze it (all at once or gradually)."""
+from __future__ import annotations
+
+import logging
+
+import lightning as L
+import torch
+import torch.distributed as dist
+from lightning.pytorch.callbacks import BaseFinetuning
+from lightning.pytorch.utilities import rank_zero_info
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.optim import Optimizer
+
+from cifar_ft.backbones import layer_groups
+from cifar_ft.errors import ConfigError
+
+log = logging.getLogger(__name__)
+UNFREEZE_MODES = ("all", "gradual")
+
+
+class FreezeSchedule(BaseFinetuning):
+    """Backbone frozen (BatchNorm statistics too) for `freeze_epochs`, then unfrozen.
+
+    `unfreeze=all` adds the whole backbone at epoch `freeze_epochs`; `unfreeze=gradual` adds
+    `groups_per_epoch` layer groups (timm's `group_matcher`, or regexes in `groups`) per epoch,
+    deepest first. New groups join the optimizer at the backbone LR and follow the run's schedule
+    with their own warmup. `freeze_epochs=0`: full fine-tuning; `= max_epochs`: linear probing.
+    """
+
+    def __init__(self, freeze_epochs: int = 1, unfreeze: str = "all", groups_per_epoch: int = 1,
+                 train_bn: bool = False, groups: list[str] | None = None) -> None:
+        super().__init__()
+        if freeze_epochs < 0:
+            raise ConfigError(f"callbacks.freeze.freeze_epochs={freeze_epochs} must be >= 0")
+        if unfreeze not in UNFREEZE_MODES:
+            raise ConfigError(f"callbacks.freeze.unfreeze={unfreeze!r} is not valid; valid: {', '.join(UNFREEZE_MODES)}")
+        if groups_per_epoch < 1:
+            raise ConfigError(f"callbacks.freeze.groups_per_epoch={groups_per_epoch} must be >= 1")
+        self.freeze_epochs, self.unfreeze, self.groups_per_epoch = int(freeze_epochs), unfreeze, int(groups_per_epoch)
+        self.train_bn, self.patterns = train_bn, list(groups) if groups else None
+        self._groups: list[list[str]] = []
+        self._unsynced: list[nn.Parameter] = []
+
+    # ---- schedule ------------------------------------------------------------------------
+    def groups_trainable_at(self, epoch: int) -> int:
+        """How many layer groups (counted from the deep end) train during `epoch`."""
+        if epoch < self.freeze_epochs:
+            return 0
+        if self.unfreeze == "all":
+            return len(self._groups)
+        return min(len(self._groups), (epoch - self.freeze_epochs + 1) * self.groups_per_epoch)
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        max_epochs = trainer.max_epochs
+        if max_epochs is not None and max_epochs >= 0 and self.freeze_epochs > max_epochs:
+            raise ConfigError(f"callbacks.freeze.freeze_epochs={self.freeze_epochs} > trainer.max_epochs="
+                              f"{max_epochs}; use freeze_epochs <= max_epochs (= max_epochs: linear probe)")
+        backbone = pl_module.backbone
+        if self.unfreeze == "gradual" or self.patterns:
+            self._groups = layer_groups(backbone, self.patterns)
+        else:
+            self._groups = [[n for n, _ in backbone.named_parameters()]]
+        super().setup(trainer, pl_module, stage)
+        # DDP registers only parameters that require grad when it wraps the model (right after this
+        # hook); gradients of anything frozen here must be all-reduced by us once it is unfrozen.
+        self._unsynced = [p for p in backbone.parameters() if not p.requires_grad]
+
+    def freeze_before_training(self, pl_module: L.LightningModule) -> None:
+        if self.freeze_epochs > 0 or self.unfreeze == "gradual":
+            for p in pl_module.backbone.parameters():
+                p.requires_grad_(False)
+            self._bn_eval(pl_module)
+
+    def finetune_function(self, pl_module: L.LightningModule, epoch: int, optimizer: Optimizer) -> None:
+        wanted = self.groups_trainable_at(epoch)
+        present = {g.get("name") for g in optimizer.param_groups}
+        params = dict(pl_module.backbone.named_parameters())
+        added = []
+        for index in range(len(self._groups) - wanted, len(self._groups)):
+            names = self._groups[index]
+            for n in names:
+                params[n].requires_grad_(True)
+            tag = "backbone" if len(self._groups) == 1 else f"backbone.{index}"
+            if tag in present or f"{tag}/no_decay" in present:
+                continue  # in the optimizer already (from the start, or restored on resume)
+            for group in pl_module.backbone_param_groups(names, tag):
+                group["start_step"] = pl_module.trainer.global_step
+                optimizer.add_param_group(group)
+            added.append(tag)
+        if added:
+            self._refresh_schedule(pl_module.trainer)
+            rank_zero_info(f"[freeze] epoch {epoch}: unfroze {', '.join(added)} at lr "
+                           f"{pl_module.base_lr * pl_module.hparams.backbone_lr_mult:.3g}; trainable params "
+                           f"{trainable_params(pl_module):,}")
+        self._bn_eval(pl_module)
+
+    @staticmethod
+    def _refresh_schedule(trainer: L.Trainer) -> None:
+        for config in trainer.lr_scheduler_configs:
+            refresh = getattr(config.scheduler, "refresh", None)
+            if refresh is not None:
+                refresh()
+
+    def _bn_eval(self, pl_module: L.LightningModule) -> None:
+        """Frozen BatchNorm layers use (and keep) their running statistics."""
+        if self.train_bn:
+            return
+        for m in pl_module.backbone.modules():
+            if isinstance(m, _BatchNorm) and not any(p.requires_grad for p in m.parameters(recurse=False)):
+                m.eval()
+
+    # ---- hooks ---------------------------------------------------------------------------
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # A mid-epoch resume skips on_train_epoch_start: re-apply the current epoch's state here.
+        for optimizer in trainer.optimizers:
+            self.finetune_function(pl_module, trainer.current_epoch, optimizer)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_start(trainer, pl_module)
+        pl_module.log("train/trainable_params", float(trainable_params(pl_module)),
+                      on_step=False, on_epoch=True, sync_dist=False)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._bn_eval(pl_module)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,
+                           batch_idx: int) -> None:
+        for opt in trainer.optimizers:
+            pl_module.log_dict({f"lr/{g.get('name', i)}": float(g["lr"]) for i, g in enumerate(opt.param_groups)},
+                               on_step=True, on_epoch=False)
+
+    def on_after_backward(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.world_size > 1 and dist.is_available() and dist.is_initialized():
+            grads = [p.grad for p in self._unsynced if p.requires_grad and p.grad is not None]
+            all_reduce_mean(grads, trainer.world_size)
+
+
+def all_reduce_mean(grads: list[torch.Tensor], world_size: int) -> None:
+    """Average gradients across ranks in one flat bucket per dtype."""
+    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+    for g in grads:
+        by_dtype.setdefault(g.dtype, []).append(g)
+    for same in by_dtype.values():
+        flat = torch.cat([g.reshape(-1) for g in same])
+        dist.all_reduce(flat)
+        flat /= world_size
+        offset = 0
+        for g in same:
+            g.copy_(flat[offset:offset + g.numel()].view_as(g))
+            offset += g.numel()
+
+
+def trainable_params(pl_module: L.LightningModule) -> int:
+    return sum(p.numel() for p in pl_module.parameters() if p.requires_grad)

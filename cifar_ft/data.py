@@ -1,0 +1,182 @@
+"""LightningDataModules: CIFAR-10/100, image folders and synthetic data, with device-side transforms.
+
+Each module holds its splits as uint8 images, serves uint8 batches, and turns them into normalised
+float batches at the backbone's input size in `on_after_batch_transfer`, i.e. on the training
+device. Validation and test batches always get the eval transform.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from cifar_ft.datasets import (ImageSet, TensorImageDataset, collate_batch, load_cifar,
+                               stratified_split, synthetic_images)
+from cifar_ft.errors import ConfigError
+from cifar_ft.transforms import BatchTransform, check_preset, mix_batch, sample_transform
+
+log = logging.getLogger(__name__)
+
+
+class ImageDataModule(L.LightningDataModule):
+    """Shared machinery; subclasses implement `_load()` returning (train, val, test, class names)."""
+
+    def __init__(self, input_size: int, mean: list[float], std: list[float], batch_size: int = 128,
+                 eval_batch_size: int | None = None, num_workers: int | str = "auto",
+                 val_size: int | float = 5000, seed: int = 0, augment: str = "basic",
+                 mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0, color_jitter: float = 0.4,
+                 rotation_deg: float = 15.0, pad_fraction: float = 0.125,
+                 rrc_scale: tuple[float, float] = (0.35, 1.0), eval_crop_pct: float = 1.0) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ConfigError(f"data.batch_size={batch_size} must be >= 1")
+        self.input_size, self.mean, self.std = int(input_size), list(mean), list(std)
+        self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size or batch_size)
+        self.num_workers, self.val_size, self.seed = num_workers, val_size, int(seed)
+        self.augment = check_preset(augment)
+        self.mixup_alpha, self.cutmix_alpha = float(mixup_alpha), float(cutmix_alpha)
+        self._aug_kwargs = dict(color_jitter=color_jitter, rotation_deg=rotation_deg,
+                                pad_fraction=pad_fraction, rrc_scale=tuple(rrc_scale))
+        self.eval_crop_pct = eval_crop_pct
+        self.splits: dict[str, ImageSet | None] | None = None
+        self._class_names: list[str] | None = None
+        self.out_dtype = torch.float32
+
+    # ---- loading -------------------------------------------------------------------------
+    def _load(self) -> tuple[ImageSet | None, ImageSet | None, ImageSet | None, list[str]]:
+        raise NotImplementedError
+
+    def _ensure_loaded(self) -> dict[str, ImageSet | None]:
+        if self.splits is None:
+            train, val, test, names = self._load()
+            self.splits, self._class_names = {"train": train, "val": val, "test": test}, names
+            sizes = {k: (len(v) if v is not None else 0) for k, v in self.splits.items()}
+            log.info("%s: %d classes, split sizes %s", type(self).__name__, len(names), sizes)
+        return self.splits
+
+    def split_train_val(self, full: ImageSet) -> tuple[ImageSet, ImageSet]:
+        """Seeded, stratified hold-out of `val_size` images (int count or fraction) from `full`."""
+        keep, held = stratified_split(full.labels, self.val_size, self.seed)
+        return full.subset(keep), full.subset(held)
+
+    @property
+    def class_names(self) -> list[str]:
+        self._ensure_loaded()
+        return list(self._class_names)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def setup(self, stage: str | None = None) -> None:
+        splits = self._ensure_loaded()
+        if stage in (None, "fit"):
+            for name in ("train", "val"):
+                if not splits[name]:
+                    raise ConfigError(f"{type(self).__name__}: no {name} images to fit on")
+            if self.batch_size > len(splits["train"]):
+                raise ConfigError(f"data.batch_size={self.batch_size} is larger than the training set "
+                                  f"({len(splits['train'])} images); use at most {len(splits['train'])}")
+        if stage == "test" and not splits["test"]:
+            raise ConfigError(f"{type(self).__name__}: no test images")
+        if self.trainer is not None and "bf16" in str(self.trainer.precision):
+            self.out_dtype = torch.bfloat16  # what autocast would cast to anyway: half the bytes
+
+    # ---- loaders -------------------------------------------------------------------------
+    def _dataset(self, split: str, train: bool) -> Dataset:
+        data = self._ensure_loaded()[split]
+        tf = sample_transform(self.augment) if train else None
+        return TensorImageDataset(data, tf)
+
+    def _workers(self, dataset: Dataset) -> int:
+        if self.num_workers != "auto":
+            return int(self.num_workers)
+        # In-memory slicing is faster in the main process than shipping batches between processes.
+        in_memory = isinstance(dataset, TensorImageDataset) and dataset.sample_transform is None
+        return 0 if in_memory else min(8, os.cpu_count() or 1)
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        ds = self._dataset(split, train)
+        workers = self._workers(ds)
+        return DataLoader(ds, batch_size=self.batch_size if train else self.eval_batch_size,
+                          shuffle=train, drop_last=train, num_workers=workers,
+                          collate_fn=collate_batch, pin_memory=torch.cuda.is_available(),
+                          persistent_workers=workers > 0,
+                          generator=torch.Generator().manual_seed(self.seed) if train else None)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", False)
+
+    # ---- device-side transforms ----------------------------------------------------------
+    def batch_transform(self, train: bool) -> BatchTransform:
+        return BatchTransform(self.input_size, self.mean, self.std, train=train,
+                              preset=self.augment if train else "none",
+                              eval_crop_pct=self.eval_crop_pct, out_dtype=self.out_dtype,
+                              **self._aug_kwargs)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        x, y = batch
+        training = self.trainer is not None and self.trainer.training
+        if not training:
+            return self.batch_transform(False)(x), y
+        seed = self._batch_seed()
+        gen = torch.Generator(device=x.device).manual_seed(seed)
+        x = self.batch_transform(True)(x, gen)
+        if self.mixup_alpha > 0 or self.cutmix_alpha > 0:
+            x, y = mix_batch(x, y, self.num_classes, self.mixup_alpha, self.cutmix_alpha, 0.0, seed)
+        return x, y
+
+    def _batch_seed(self) -> int:
+        # A function of (seed, epoch, batch index): identical after a resume, independent of RNG state.
+        loop = self.trainer.fit_loop
+        batch = loop.epoch_loop.batch_progress.current.ready
+        rank = self.trainer.global_rank
+        return (self.seed * 1_000_003 + loop.epoch_progress.current.processed * 100_003
+                + batch * 101 + rank) % (2**63)
+
+
+class CIFARDataModule(ImageDataModule):
+    """torchvision's CIFAR-10/100: seeded stratified train/val split of the 50k; test = official 10k."""
+
+    def __init__(self, dataset: str = "cifar10", root: str = "data", download: bool = True,
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
+        if dataset not in ("cifar10", "cifar100"):
+            raise ConfigError(f"data.dataset={dataset!r} is not valid; valid: cifar10, cifar100")
+        self.dataset, self.root, self.download = dataset, root, download
+
+    def prepare_data(self) -> None:
+        load_cifar(self.dataset, self.root, True, self.download)
+        load_cifar(self.dataset, self.root, False, self.download)
+
+    def _load(self):
+        full, names = load_cifar(self.dataset, self.root, True, self.download)
+        test, _ = load_cifar(self.dataset, self.root, False, self.download)
+        train, val = self.split_train_val(full)
+        return train, val, test, names
+
+
+class SyntheticDataModule(ImageDataModule):
+    """Generated images with class structure: offline smoke runs and tests."""
+
+    def __init__(self, num_classes: int = 10, image_size: int = 32, train_size: int = 2000,
+                 test_size: int = 500, noise: float = 0.35, data_seed: int = 0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.n_classes, self.image_size = int(num_classes), int(image_size)
+        self.train_size, self.test_size, self.noise = int(train_size), int(test_size), noise
+        self.data_seed = int(data_seed)  # fixes the classes, so eval on a fresh module sees the same task
+
+    def _load(self):
+        full = synthetic_images(self.train_size, self.n_classes, self.image_size, self.data_seed, self.noise, 0)
+        test = synthetic_images(self.test_size, self.n_classes, self.image_size, self.data_seed, self.noise, 1)
+        train, val = self.split_train_val(full)
+        return train, val, test, [f"class_{i}" for i in range(self.n_classes)]

@@ -1,0 +1,66 @@
+"""`python -m cifar_ft.eval ckpt_path=PATH [data=... data.root=...]`: test a checkpoint."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import RichProgressBar
+from omegaconf import DictConfig, open_dict
+
+from cifar_ft.artifacts import git_commit, to_float_dict, write_metrics
+from cifar_ft.cli import print_config, report_errors, trainer_settings
+from cifar_ft.errors import ConfigError
+from cifar_ft.module import ImageClassifier
+
+log = logging.getLogger("cifar_ft")
+
+
+def checkpoint_hparams(path: str) -> dict:
+    """The model hyperparameters stored in one of our checkpoints."""
+    if not Path(path).is_file():
+        raise ConfigError(f"ckpt_path={path!r}: no such checkpoint file")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    hparams = ckpt.get("hyper_parameters")
+    if not hparams or "backbone" not in hparams:
+        raise ConfigError(f"ckpt_path={path!r} is not a cifar_ft checkpoint (no model hyperparameters)")
+    return dict(hparams)
+
+
+def check_classes(ckpt_names: list[str], data_names: list[str], path: str) -> None:
+    if list(ckpt_names) != list(data_names):
+        raise ConfigError(f"checkpoint {path!r} was trained on {len(ckpt_names)} classes {list(ckpt_names)} "
+                          f"but the data set has {len(data_names)} classes {list(data_names)}")
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    hparams = checkpoint_hparams(cfg.ckpt_path)
+    with open_dict(cfg):  # the checkpoint decides how images are prepared
+        for key in ("input_size", "mean", "std"):
+            cfg.model[key] = hparams[key]
+    print_config(cfg)
+    datamodule = instantiate(cfg.data)
+    check_classes(hparams["class_names"], datamodule.class_names, cfg.ckpt_path)
+    model = ImageClassifier.load_from_checkpoint(cfg.ckpt_path, map_location="cpu", pretrained=False,
+                                                 compile=False, weights_only=False)
+    trainer = instantiate(cfg.trainer, logger=False, callbacks=[RichProgressBar()],
+                          **trainer_settings(cfg.trainer))
+    trainer.test(model, datamodule=datamodule)
+    metrics = {k: v for k, v in to_float_dict(trainer.callback_metrics).items() if k.startswith("test/")}
+    metrics.update({"ckpt_path": str(Path(cfg.ckpt_path).resolve()), "num_test_images":
+                    len(datamodule.splits["test"]), "git_commit": git_commit()})
+    if trainer.is_global_zero:
+        out = write_metrics(Path(cfg.paths.output_dir) / "metrics.json", metrics)
+        log.info("Wrote %s", out)
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
+def main(cfg: DictConfig) -> None:
+    report_errors(evaluate, cfg)
+
+
+if __name__ == "__main__":
+    main()

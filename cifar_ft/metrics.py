@@ -1,0 +1,27 @@
+"""torchmetrics collections, named `split/metric`."""
+from __future__ import annotations
+
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
+from torchmetrics.classification import MulticlassPrecision, MulticlassRecall
+
+
+def classification_metrics(num_classes: int, split: str) -> MetricCollection:
+    """Top-1/top-5 accuracy (micro) and macro precision/recall/F1 under `split/`."""
+    metrics = {
+        "acc": MulticlassAccuracy(num_classes, average="micro"),
+        "precision_macro": MulticlassPrecision(num_classes, average="macro"),
+        "recall_macro": MulticlassRecall(num_classes, average="macro"),
+        "f1_macro": MulticlassF1Score(num_classes, average="macro"),
+    }
+    if num_classes > 5:
+        metrics["acc_top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
+    return MetricCollection(metrics, prefix=f"{split}/")
+
+
+def per_class_accuracy(num_classes: int) -> MulticlassAccuracy:
+    return MulticlassAccuracy(num_classes, average=None)
+
+
+def confusion_matrix(num_classes: int) -> MulticlassConfusionMatrix:
+    return MulticlassConfusionMatrix(num_classes)

@@ -1,0 +1,175 @@
+"""The LightningModule: pretrained backbone + one fresh linear head, AdamW/cosine, torchmetrics."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+from cifar_ft.backbones import create_backbone
+from cifar_ft.errors import ConfigError
+from cifar_ft.metrics import classification_metrics, confusion_matrix, per_class_accuracy
+from cifar_ft.optim import fused_if_possible, param_groups
+
+log = logging.getLogger(__name__)
+HEAD_INITS = ("trunc_normal", "zeros", "xavier", "default")
+
+
+class ImageClassifier(L.LightningModule):
+    """`backbone` (features) -> dropout -> `head` (nn.Linear(num_features, num_classes)).
+
+    `input_size`, `mean`, `std` and `batch_size` describe how the backbone wants its input; they are
+    stored with the checkpoint so evaluation rebuilds the same transforms.
+    """
+
+    def __init__(self, backbone: str, num_classes: int, pretrained: bool | str = True,
+                 source: str = "timm", input_size: int = 224,
+                 mean: tuple[float, ...] = (0.485, 0.456, 0.406),
+                 std: tuple[float, ...] = (0.229, 0.224, 0.225), batch_size: int = 128,
+                 head_dropout: float = 0.0, head_init: str = "trunc_normal", drop_path_rate: float = 0.0,
+                 backbone_lr_mult: float = 0.1, label_smoothing: float = 0.1,
+                 class_names: list[str] | None = None, optimizer: Callable | None = None,
+                 scheduler: Callable | None = None, compile: bool = False,
+                 channels_last: bool = True) -> None:
+        super().__init__()
+        if num_classes < 2:
+            raise ConfigError(f"num_classes={num_classes}: need at least 2 classes")
+        if class_names is not None and len(class_names) != num_classes:
+            raise ConfigError(f"{len(class_names)} class names for num_classes={num_classes}")
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.backbone = create_backbone(backbone, pretrained, source, input_size, drop_path_rate)
+        self.dropout = nn.Dropout(head_dropout)
+        self.head = nn.Linear(self.backbone.num_features, num_classes)
+        _init_head(self.head, head_init)
+        self.class_names = list(class_names or [str(i) for i in range(num_classes)])
+        self.train_metrics = classification_metrics(num_classes, "train")
+        self.val_metrics = classification_metrics(num_classes, "val")
+        self.test_metrics = classification_metrics(num_classes, "test")
+        self.test_per_class = per_class_accuracy(num_classes)
+        self.test_confmat = confusion_matrix(num_classes)
+        self.confusion: torch.Tensor | None = None  # filled at the end of test
+        self._channels_last = False
+        if compile:
+            self.backbone.compile()  # in place: state_dict keys keep no `_orig_mod.` prefix
+
+    # ---- forward / loss ------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.features(x)))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        if self._channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.backbone(x)
+
+    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        # Soft targets (mixup/cutmix) and hard labels both go through one smoothed cross-entropy.
+        return F.cross_entropy(logits.float(), target, label_smoothing=self.hparams.label_smoothing)
+
+    def setup(self, stage: str) -> None:
+        is_cnn = not any(k in type(self.backbone).__name__.lower() for k in ("vision", "transformer", "vit"))
+        if self.hparams.channels_last and is_cnn and self.device.type == "cuda":
+            self._channels_last = True
+            self.backbone.to(memory_format=torch.channels_last)
+
+    # ---- steps ---------------------------------------------------------------------------
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = self.loss(logits, y)
+        hard = y.argmax(-1) if y.ndim == 2 else y
+        self.train_metrics.update(logits.detach(), hard)
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
+        self.log("train/loss_epoch", loss, on_step=False, on_epoch=True)
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log_dict(self.train_metrics.compute(), sync_dist=True)
+        self.train_metrics.reset()
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        x, y = batch
+        logits = self(x)
+        self.val_metrics.update(logits, y)
+        self.log("val/loss", self.loss(logits, y), on_epoch=True, sync_dist=True)
+        self.log_dict(self.val_metrics, on_epoch=True)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        x, y = batch
+        logits = self(x)
+        self.test_metrics.update(logits, y)
+        self.test_per_class.update(logits, y)
+        self.test_confmat.update(logits, y)
+        self.log("test/loss", self.loss(logits, y), on_epoch=True, sync_dist=True)
+        self.log_dict(self.test_metrics, on_epoch=True)
+
+    def on_test_epoch_end(self) -> None:
+        per_class = self.test_per_class.compute()
+        self.log_dict({f"test/acc_class/{n}": v for n, v in zip(self.class_names, per_class)})
+        self.confusion = self.test_confmat.compute().cpu()
+        self.test_per_class.reset()
+        self.test_confmat.reset()
+
+    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self(x).softmax(-1)
+
+    # ---- optimisation --------------------------------------------------------------------
+    @property
+    def base_lr(self) -> float:
+        return float(self.optimizer_factory.keywords.get("lr", 1e-3))
+
+    @property
+    def weight_decay(self) -> float:
+        return float(self.optimizer_factory.keywords.get("weight_decay", 0.0))
+
+    def backbone_param_groups(self, names: list[str], tag: str) -> list[dict]:
+        """Decay / no-decay groups at the backbone LR for the named backbone parameters."""
+        params = dict(self.backbone.named_parameters())
+        skip = set(getattr(self.backbone, "no_weight_decay", lambda: set())())
+        return param_groups([(n, params[n]) for n in names], self.base_lr * self.hparams.backbone_lr_mult,
+                            self.weight_decay, tag, skip)
+
+    def configure_optimizers(self):
+        if self.optimizer_factory is None:
+            raise ConfigError("no optimizer configured (optimizer=adamw|adam|sgd)")
+        groups = param_groups(list(self.head.named_parameters()), self.base_lr, self.weight_decay, "head")
+        # Only what is trainable now; the freeze callback adds backbone groups when it unfreezes them.
+        trainable = [n for n, p in self.backbone.named_parameters() if p.requires_grad]
+        groups += self.backbone_param_groups(trainable, "backbone")
+        kwargs = {k: v for k, v in self.optimizer_factory.keywords.items() if k != "lr"}
+        optimizer = fused_if_possible(self.optimizer_factory.func, groups, lr=self.base_lr, **kwargs)
+        if self.scheduler_factory is None:
+            return optimizer
+        if _wants_total_steps(self.scheduler_factory):
+            scheduler = self.scheduler_factory(optimizer, total_steps=self.trainer.estimated_stepping_batches)
+        else:
+            scheduler = self.scheduler_factory(optimizer)
+        plateau = isinstance(scheduler, ReduceLROnPlateau)
+        return {"optimizer": optimizer, "lr_scheduler": {
+            "scheduler": scheduler, "interval": "epoch" if plateau else "step",
+            "monitor": "val/acc" if plateau else None, "name": "lr"}}
+
+
+def _wants_total_steps(factory: Callable) -> bool:
+    import inspect
+
+    return "total_steps" in inspect.signature(factory.func).parameters
+
+
+def _init_head(head: nn.Linear, init: str) -> None:
+    if init == "trunc_normal":
+        nn.init.trunc_normal_(head.weight, std=0.02)
+        nn.init.zeros_(head.bias)
+    elif init == "zeros":
+        nn.init.zeros_(head.weight)
+        nn.init.zeros_(head.bias)
+    elif init == "xavier":
+        nn.init.xavier_uniform_(head.weight)
+        nn.init.zeros_(head.bias)
+    elif init != "default":
+        raise ConfigError(f"model.head_init={init!r} is not valid; valid: {', '.join(HEAD_INITS)}")

@@ -1,0 +1,105 @@
+"""`python -m cifar_ft.train`: seed, data, model, callbacks, loggers, trainer, fit, test, artifacts."""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import hydra
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from cifar_ft.artifacts import confusion_figure, git_commit, to_float_dict, write_metrics
+from cifar_ft.cli import print_config, report_errors, resolve_ckpt, trainer_settings
+
+log = logging.getLogger("cifar_ft")
+
+
+def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
+    """Instantiate every `callbacks.<name>` entry that is not null."""
+    return [instantiate(c) for c in (cfg or {}).values() if c is not None]
+
+
+def build_loggers(cfg: DictConfig) -> list:
+    return [instantiate(c) for c in (cfg or {}).values() if c is not None]
+
+
+def log_hparams(loggers: list, cfg: DictConfig, metric_names: list[str]) -> None:
+    """Flattened config into TensorBoard's HPARAMS tab, tied to the metrics that summarise a run."""
+    flat = _flatten(OmegaConf.to_container(cfg, resolve=True))
+    for logger in loggers:
+        logger.log_hyperparams(flat, metrics={name: float("nan") for name in metric_names})
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{name}."))
+        else:
+            out[name] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return out
+
+
+def train(cfg: DictConfig) -> float | None:
+    """One run; returns `cfg.optimized_metric` (best value seen) for sweepers."""
+    start = time.time()
+    print_config(cfg)
+    L.seed_everything(cfg.seed, workers=True)
+    output_dir = Path(cfg.paths.output_dir)
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.model, num_classes=datamodule.num_classes, class_names=datamodule.class_names,
+                        optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler))
+    callbacks = build_callbacks(cfg.get("callbacks"))
+    loggers = build_loggers(cfg.get("logger"))
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
+                                     **trainer_settings(cfg.trainer))
+    log_hparams(loggers, cfg, [cfg.optimized_metric, "test/acc", "test/f1_macro"])
+    trainer.fit(model, datamodule=datamodule, ckpt_path=resolve_ckpt(cfg.get("ckpt_path"), output_dir))
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    best_score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
+    trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
+    metrics = to_float_dict(trainer.callback_metrics)
+    metrics = {k: v for k, v in metrics.items() if k.startswith("test/")}
+    metrics.update(run_facts(cfg, trainer, start, best, best_score))
+    if trainer.is_global_zero:
+        write_metrics(output_dir / "metrics.json", metrics)
+        log_test_figures(loggers, model)
+        log.info("Test: %s", {k: round(v, 4) for k, v in metrics.items() if k.count("/") == 1 and k[:5] == "test/"})
+        log.info("Run directory: %s", output_dir)
+    return metrics.get(f"{cfg.optimized_metric}_best")
+
+
+def run_facts(cfg: DictConfig, trainer: L.Trainer, start: float, best: str, best_score) -> dict:
+    """Provenance and cost figures that go into metrics.json next to the test metrics."""
+    facts: dict = {"seed": cfg.seed, "wall_time_s": time.time() - start, "epochs": trainer.current_epoch,
+                   "global_step": trainer.global_step, "git_commit": git_commit(), "best_ckpt": best or None}
+    if best_score is not None:
+        facts[f"{cfg.optimized_metric}_best"] = float(best_score)
+    for cb in trainer.callbacks:
+        if getattr(cb, "last_images_per_sec", None):
+            facts["train/images_per_sec"] = cb.last_images_per_sec
+    return facts
+
+
+def log_test_figures(loggers: list, model) -> None:
+    confusion = getattr(model, "confusion", None)
+    if confusion is None:
+        return
+    for logger in loggers:
+        experiment = getattr(logger, "experiment", None)
+        if hasattr(experiment, "add_figure"):
+            experiment.add_figure("test/confusion_matrix", confusion_figure(confusion, model.class_names))
+            experiment.flush()
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    return report_errors(train, cfg)
+
+
+if __name__ == "__main__":
+    main()
+
