@@ -77,7 +77,7 @@ class FreezeSchedule(BaseFinetuning):
         present = {g.get("name") for g in optimizer.param_groups}
         params = dict(pl_module.backbone.named_parameters())
         added = []
-        for index in range(len(self._groups) - wanted, len(self._groups)):
+        for index in reversed(range(len(self._groups) - wanted, len(self._groups))):  # deepest first
             names = self._groups[index]
             for n in names:
                 params[n].requires_grad_(True)
@@ -103,12 +103,13 @@ class FreezeSchedule(BaseFinetuning):
                 refresh()
 
     def _bn_eval(self, pl_module: L.LightningModule) -> None:
-        """Frozen BatchNorm layers use (and keep) their running statistics."""
+        """Frozen BatchNorm layers use (and keep) their running statistics; unfrozen ones train."""
         if self.train_bn:
             return
         for m in pl_module.backbone.modules():
-            if isinstance(m, _BatchNorm) and not any(p.requires_grad for p in m.parameters(recurse=False)):
-                m.eval()
+            if isinstance(m, _BatchNorm):
+                frozen = not any(p.requires_grad for p in m.parameters(recurse=False))
+                m.train(pl_module.training and not frozen)
 
     # ---- hooks ---------------------------------------------------------------------------
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

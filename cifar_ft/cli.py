@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from cifar_ft.errors import ConfigError
+from cifar_ft.errors import ConfigError, find_config_error
 
 log = logging.getLogger("cifar_ft")
 
@@ -20,8 +20,9 @@ def report_errors(fn: Callable[[DictConfig], object], cfg: DictConfig):
     HYDRA_FULL_ERROR=1)."""
     try:
         return fn(cfg)
-    except ConfigError as err:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+    except Exception as exc:
+        err = find_config_error(exc)
+        if err is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

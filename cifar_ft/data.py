@@ -13,7 +13,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from cifar_ft.datasets import (ImageSet, TensorImageDataset, collate_batch, load_cifar,
+from cifar_ft.datasets import (EpochShuffleSampler, ImageSet, TensorImageDataset, collate_batch, load_cifar,
                                stratified_split, synthetic_images)
 from cifar_ft.errors import ConfigError
 from cifar_ft.transforms import BatchTransform, check_preset, mix_batch, sample_transform
@@ -101,11 +101,11 @@ class ImageDataModule(L.LightningDataModule):
     def _loader(self, split: str, train: bool) -> DataLoader:
         ds = self._dataset(split, train)
         workers = self._workers(ds)
+        sampler = EpochShuffleSampler(len(ds), self.seed) if train else None
         return DataLoader(ds, batch_size=self.batch_size if train else self.eval_batch_size,
-                          shuffle=train, drop_last=train, num_workers=workers,
+                          sampler=sampler, drop_last=train, num_workers=workers,
                           collate_fn=collate_batch, pin_memory=torch.cuda.is_available(),
-                          persistent_workers=workers > 0,
-                          generator=torch.Generator().manual_seed(self.seed) if train else None)
+                          persistent_workers=workers > 0)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True)

@@ -13,3 +13,14 @@ def close_matches(value: str, valid: Iterable[str], n: int = 5) -> str:
     """A short 'did you mean' suffix listing the nearest valid names, or ''."""
     matches = difflib.get_close_matches(value, list(valid), n=n, cutoff=0.5)
     return f" Did you mean: {', '.join(matches)}?" if matches else ""
+
+
+def find_config_error(exc: BaseException | None) -> ConfigError | None:
+    """The ConfigError behind `exc`, looking through wrappers (Hydra's InstantiationException)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, ConfigError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None

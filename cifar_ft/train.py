@@ -57,7 +57,8 @@ def train(cfg: DictConfig) -> float | None:
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
                                      **trainer_settings(cfg.trainer))
     log_hparams(loggers, cfg, [cfg.optimized_metric, "test/acc", "test/f1_macro"])
-    trainer.fit(model, datamodule=datamodule, ckpt_path=resolve_ckpt(cfg.get("ckpt_path"), output_dir))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=resolve_ckpt(cfg.get("ckpt_path"), output_dir),
+                weights_only=False)  # our own checkpoints: optimizer groups and callback state
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     best_score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
     trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
