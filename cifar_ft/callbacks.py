@@ -29,7 +29,8 @@ class FreezeSchedule(BaseFinetuning):
     """
 
     def __init__(self, freeze_epochs: int = 1, unfreeze: str = "all", groups_per_epoch: int = 1,
-                 train_bn: bool = False, groups: list[str] | None = None) -> None:
+                 train_bn: bool = False, groups: list[str] | None = None,
+                 sync_frozen_grads: bool = True) -> None:
         super().__init__()
         if freeze_epochs < 0:
             raise ConfigError(f"callbacks.freeze.freeze_epochs={freeze_epochs} must be >= 0")
@@ -39,6 +40,7 @@ class FreezeSchedule(BaseFinetuning):
             raise ConfigError(f"callbacks.freeze.groups_per_epoch={groups_per_epoch} must be >= 1")
         self.freeze_epochs, self.unfreeze, self.groups_per_epoch = int(freeze_epochs), unfreeze, int(groups_per_epoch)
         self.train_bn, self.patterns = train_bn, list(groups) if groups else None
+        self.sync_frozen_grads = sync_frozen_grads  # false only to demonstrate the DDP failure it fixes
         self._groups: list[list[str]] = []
         self._unsynced: list[nn.Parameter] = []
 
@@ -132,7 +134,7 @@ class FreezeSchedule(BaseFinetuning):
                                on_step=True, on_epoch=False)
 
     def on_after_backward(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.world_size > 1 and dist.is_available() and dist.is_initialized():
+        if self.sync_frozen_grads and trainer.world_size > 1 and dist.is_available() and dist.is_initialized():
             grads = [p.grad for p in self._unsynced if p.requires_grad and p.grad is not None]
             all_reduce_mean(grads, trainer.world_size)
 

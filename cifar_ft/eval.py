@@ -45,7 +45,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     check_classes(hparams["class_names"], datamodule.class_names, cfg.ckpt_path)
     model = ImageClassifier.load_from_checkpoint(cfg.ckpt_path, map_location="cpu", pretrained=False,
                                                  compile=False, weights_only=False)
-    trainer = instantiate(cfg.trainer, logger=False, callbacks=[RichProgressBar()],
+    bar = [RichProgressBar()] if cfg.trainer.get("enable_progress_bar", True) else []
+    trainer = instantiate(cfg.trainer, logger=False, callbacks=bar,
                           **trainer_settings(cfg.trainer))
     trainer.test(model, datamodule=datamodule)
     metrics = {k: v for k, v in to_float_dict(trainer.callback_metrics).items() if k.startswith("test/")}

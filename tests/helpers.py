@@ -31,3 +31,14 @@ def _bn(pl_module) -> torch.Tensor | None:
 
 def state(path) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+
+
+class DumpBackbone(L.Callback):
+    """Each rank saves its backbone weights at the end of fit (to compare ranks under DDP)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        sd = {k: v.detach().cpu().clone() for k, v in pl_module.backbone.state_dict().items()}
+        torch.save(sd, f"{self.path}/rank{trainer.global_rank}.pt")
