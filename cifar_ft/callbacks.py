@@ -12,6 +12,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.optim import Optimizer
 
+from cifar_ft import feature_cache
 from cifar_ft.backbones import layer_groups
 from cifar_ft.errors import ConfigError
 
@@ -30,7 +31,8 @@ class FreezeSchedule(BaseFinetuning):
 
     def __init__(self, freeze_epochs: int = 1, unfreeze: str = "all", groups_per_epoch: int = 1,
                  train_bn: bool = False, groups: list[str] | None = None,
-                 sync_frozen_grads: bool = True) -> None:
+                 sync_frozen_grads: bool = True, augment_frozen: bool = False,
+                 feature_cache: bool = True, feature_cache_max_gb: float = 4.0) -> None:
         super().__init__()
         if freeze_epochs < 0:
             raise ConfigError(f"callbacks.freeze.freeze_epochs={freeze_epochs} must be >= 0")
@@ -41,6 +43,10 @@ class FreezeSchedule(BaseFinetuning):
         self.freeze_epochs, self.unfreeze, self.groups_per_epoch = int(freeze_epochs), unfreeze, int(groups_per_epoch)
         self.train_bn, self.patterns = train_bn, list(groups) if groups else None
         self.sync_frozen_grads = sync_frozen_grads  # false only to demonstrate the DDP failure it fixes
+        # Frozen epochs see un-augmented images by default (the usual linear-probe setting), which makes
+        # their backbone features constant: computed once, then the head trains on the cache.
+        self.augment_frozen, self.feature_cache = augment_frozen, feature_cache
+        self.feature_cache_max_gb = feature_cache_max_gb
         self._groups: list[list[str]] = []
         self._unsynced: list[nn.Parameter] = []
 
@@ -105,10 +111,21 @@ class FreezeSchedule(BaseFinetuning):
                 refresh()
 
     def _bn_eval(self, pl_module: L.LightningModule) -> None:
-        """Frozen BatchNorm layers use (and keep) their running statistics; unfrozen ones train."""
+        """A wholly frozen backbone runs in eval mode (a fixed feature extractor: no dropout or drop
+        path); frozen BatchNorm layers keep their running statistics; unfrozen layers train."""
+        backbone = pl_module.backbone
+        if pl_module.training and not any(p.requires_grad for p in backbone.parameters()):
+            backbone.eval()
+            if self.train_bn:
+                for m in backbone.modules():
+                    if isinstance(m, _BatchNorm):
+                        m.train()
+            return
+        if pl_module.training:
+            backbone.train()
         if self.train_bn:
             return
-        for m in pl_module.backbone.modules():
+        for m in backbone.modules():
             if isinstance(m, _BatchNorm):
                 frozen = not any(p.requires_grad for p in m.parameters(recurse=False))
                 m.train(pl_module.training and not frozen)
@@ -118,9 +135,26 @@ class FreezeSchedule(BaseFinetuning):
         # A mid-epoch resume skips on_train_epoch_start: re-apply the current epoch's state here.
         for optimizer in trainer.optimizers:
             self.finetune_function(pl_module, trainer.current_epoch, optimizer)
+        self._data_mode(trainer, pl_module)
+
+    def _data_mode(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Augmentation off and features cached while frozen (where valid); back to normal after."""
+        dm = trainer.datamodule
+        if not hasattr(dm, "features"):
+            return
+        frozen = self.groups_trainable_at(trainer.current_epoch) == 0
+        dm.augment_enabled = self.augment_frozen or not frozen
+        if not frozen or self.augment_frozen or not self.feature_cache or self.train_bn:
+            dm.features.clear()
+            return
+        if feature_cache.cache_bytes(trainer, pl_module) > self.feature_cache_max_gb * 1e9:
+            rank_zero_info("[freeze] feature cache skipped: larger than callbacks.freeze.feature_cache_max_gb")
+            return
+        feature_cache.fill(trainer, pl_module)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_epoch_start(trainer, pl_module)
+        self._data_mode(trainer, pl_module)
         pl_module.log("train/trainable_params", float(trainable_params(pl_module)),
                       on_step=False, on_epoch=True, sync_dist=False)
 

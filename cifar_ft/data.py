@@ -44,6 +44,8 @@ class ImageDataModule(L.LightningDataModule):
         self.splits: dict[str, ImageSet | None] | None = None
         self._class_names: list[str] | None = None
         self.out_dtype = torch.float32
+        self.augment_enabled = True  # the freeze schedule turns it off for cached frozen epochs
+        self.features: dict[str, torch.Tensor] = {}  # split -> cached backbone features (N, F)
 
     # ---- loading -------------------------------------------------------------------------
     def _load(self) -> tuple[ImageSet | None, ImageSet | None, ImageSet | None, list[str]]:
@@ -86,6 +88,12 @@ class ImageDataModule(L.LightningDataModule):
             self.out_dtype = torch.bfloat16  # what autocast would cast to anyway: half the bytes
 
     # ---- loaders -------------------------------------------------------------------------
+    def ordered_loader(self, split: str) -> DataLoader:
+        """Every image of `split` once, in index order, un-augmented (for feature caching)."""
+        ds = self._dataset(split, False)
+        return DataLoader(ds, batch_size=self.eval_batch_size, shuffle=False, num_workers=self._workers(ds),
+                          collate_fn=collate_batch, pin_memory=torch.cuda.is_available())
+
     def _dataset(self, split: str, train: bool) -> Dataset:
         data = self._ensure_loaded()[split]
         tf = sample_transform(self.augment) if train else None
@@ -124,9 +132,12 @@ class ImageDataModule(L.LightningDataModule):
                               **self._aug_kwargs)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        x, y = batch
+        x, y, index = batch
         training = self.trainer is not None and self.trainer.training
-        if not training:
+        split = "train" if training else "val" if self.trainer is not None and self.trainer.validating else None
+        if split in self.features:  # frozen backbone: its features stand in for the images
+            return self.features[split][index.to(self.features[split].device)], y
+        if not training or not self.augment_enabled:
             return self.batch_transform(False)(x), y
         seed = self._batch_seed()
         gen = torch.Generator(device=x.device).manual_seed(seed)

@@ -38,7 +38,9 @@ class ImageSet:
 
 
 class TensorImageDataset(Dataset):
-    """Indexes an in-memory ImageSet; `__getitems__` slices whole batches at once (no per-item collate)."""
+    """Indexes an in-memory ImageSet; `__getitems__` slices whole batches at once (no per-item collate).
+
+    Items are (image uint8, label, index): the index lets cached backbone features stand in for images."""
 
     def __init__(self, data: ImageSet, sample_transform: Callable | None = None) -> None:
         self.data = data
@@ -47,16 +49,16 @@ class TensorImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.data)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
         img = self.data.images[i]
-        return (self.sample_transform(img) if self.sample_transform else img), self.data.labels[i]
+        return (self.sample_transform(img) if self.sample_transform else img), self.data.labels[i], i
 
-    def __getitems__(self, idx: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitems__(self, idx: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         index = torch.as_tensor(idx, dtype=torch.long)
         images = self.data.images[index]
         if self.sample_transform is not None:
             images = torch.stack([self.sample_transform(img) for img in images])
-        return images, self.data.labels[index]
+        return images, self.data.labels[index], index
 
 
 class EpochShuffleSampler(torch.utils.data.Sampler[int]):

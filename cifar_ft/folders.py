@@ -156,10 +156,10 @@ class FileImageDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.data)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
         if self._source is None:
             self._source = FolderSource(self.root)
         img = decode_image(self._source.read(self.data.paths[i]), self.size)
         if img is None:  # broke after the scan: a black image keeps the batch shape
             img = torch.zeros(3, self.size, self.size, dtype=torch.uint8)
-        return (self.sample_transform(img) if self.sample_transform else img), self.data.labels[i]
+        return (self.sample_transform(img) if self.sample_transform else img), self.data.labels[i], i

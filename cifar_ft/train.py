@@ -8,6 +8,7 @@ from pathlib import Path
 import hydra
 import lightning as L
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from cifar_ft.artifacts import confusion_figure, git_commit, to_float_dict, write_metrics
@@ -16,9 +17,10 @@ from cifar_ft.cli import print_config, report_errors, resolve_ckpt, trainer_sett
 log = logging.getLogger("cifar_ft")
 
 
-def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
-    """Instantiate every `callbacks.<name>` entry that is not null."""
-    return [instantiate(c) for c in (cfg or {}).values() if c is not None]
+def build_callbacks(cfg: DictConfig, progress_bar: bool = True) -> list[L.Callback]:
+    """Instantiate every `callbacks.<name>` entry that is not null (no progress bar if disabled)."""
+    callbacks = [instantiate(c) for c in (cfg or {}).values() if c is not None]
+    return [c for c in callbacks if progress_bar or not isinstance(c, ProgressBar)]
 
 
 def build_loggers(cfg: DictConfig) -> list:
@@ -52,7 +54,7 @@ def train(cfg: DictConfig) -> float | None:
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model, num_classes=datamodule.num_classes, class_names=datamodule.class_names,
                         optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler))
-    callbacks = build_callbacks(cfg.get("callbacks"))
+    callbacks = build_callbacks(cfg.get("callbacks"), cfg.trainer.get("enable_progress_bar", True))
     loggers = build_loggers(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
                                      **trainer_settings(cfg.trainer))

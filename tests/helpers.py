@@ -42,3 +42,16 @@ class DumpBackbone(L.Callback):
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         sd = {k: v.detach().cpu().clone() for k, v in pl_module.backbone.state_dict().items()}
         torch.save(sd, f"{self.path}/rank{trainer.global_rank}.pt")
+
+
+class Snapshot(L.Callback):
+    """Keeps the weights at fit start and the datamodule at fit end (class attributes)."""
+
+    initial: dict[str, torch.Tensor] = {}
+    datamodule = None
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        Snapshot.initial = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        Snapshot.datamodule = trainer.datamodule

@@ -114,7 +114,7 @@ def test_validation_batches_never_augmented(cfg_factory):
     dm = instantiate(cfg.data)
     dm.setup("fit")
     x = dm.splits["val"].images[:4]
-    out1 = dm.on_after_batch_transfer((x, torch.zeros(4, dtype=torch.long)), 0)[0]  # no trainer: eval
+    out1 = dm.on_after_batch_transfer((x, torch.zeros(4, dtype=torch.long), torch.arange(4)), 0)[0]  # no trainer
     assert torch.equal(out1, dm.batch_transform(False)(x))
 
 
