@@ -163,6 +163,8 @@ class FreezeSchedule(BaseFinetuning):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,
                            batch_idx: int) -> None:
+        if trainer.global_step % max(1, trainer.log_every_n_steps) != 0:
+            return  # only on steps the logger writes: log_dict costs a little every call
         for opt in trainer.optimizers:
             pl_module.log_dict({f"lr/{g.get('name', i)}": float(g["lr"]) for i, g in enumerate(opt.param_groups)},
                                on_step=True, on_epoch=False)

@@ -45,7 +45,8 @@ def fill(trainer: L.Trainer, pl_module: L.LightningModule) -> None:
     """Compute the train and val caches (once) and hand them to the datamodule."""
     dm = trainer.datamodule
     start = time.perf_counter()
-    for split in ("train", "val"):
-        if split not in dm.features and dm.splits.get(split) is not None:
-            dm.features[split] = compute_features(trainer, pl_module, split)
-    log.info("[freeze] cached backbone features for %s in %.1f s", list(dm.features), time.perf_counter() - start)
+    todo = [s for s in ("train", "val") if s not in dm.features and dm.splits.get(s) is not None]
+    for split in todo:
+        dm.features[split] = compute_features(trainer, pl_module, split)
+    if todo:
+        log.info("[freeze] cached backbone features for %s in %.1f s", list(dm.features), time.perf_counter() - start)

@@ -59,14 +59,16 @@ def train(cfg: DictConfig) -> float | None:
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
                                      **trainer_settings(cfg.trainer))
     log_hparams(loggers, cfg, [cfg.optimized_metric, "test/acc", "test/f1_macro"])
+    fit_start = time.time()
     trainer.fit(model, datamodule=datamodule, ckpt_path=resolve_ckpt(cfg.get("ckpt_path"), output_dir),
                 weights_only=False)  # our own checkpoints: optimizer groups and callback state
+    fit_time = time.time() - fit_start
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     best_score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
     trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
     metrics = to_float_dict(trainer.callback_metrics)
     metrics = {k: v for k, v in metrics.items() if k.startswith("test/")}
-    metrics.update(run_facts(cfg, trainer, start, best, best_score))
+    metrics.update(run_facts(cfg, trainer, start, best, best_score), fit_time_s=fit_time)
     if trainer.is_global_zero:
         write_metrics(output_dir / "metrics.json", metrics)
         log_test_figures(loggers, model)
@@ -84,6 +86,8 @@ def run_facts(cfg: DictConfig, trainer: L.Trainer, start: float, best: str, best
     for cb in trainer.callbacks:
         if getattr(cb, "last_images_per_sec", None):
             facts["train/images_per_sec"] = cb.last_images_per_sec
+        if getattr(cb, "last_mfu", None):
+            facts["train/mfu"] = cb.last_mfu
     return facts
 
 

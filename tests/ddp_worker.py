@@ -13,6 +13,6 @@ if __name__ == "__main__":
     out = Path(sys.argv[1])
     overrides = [*FAST, "trainer.max_epochs=2", "callbacks.freeze.freeze_epochs=1", "trainer.accelerator=cpu",
                  "trainer.devices=2", "trainer.strategy=ddp", "data.train_size=960",
-                 f"+callbacks.dump._target_=tests.helpers.DumpBackbone", f"+callbacks.dump.path={out}",
+                 "+callbacks.dump._target_=tests.helpers.DumpBackbone", f"+callbacks.dump.path={out}",
                  *sys.argv[2:]]
     train(make_cfg(overrides, out))

@@ -1,0 +1,1 @@
+"""Benchmarks (commands, not tests): `python -m cifar_ft.bench transfer|speed`."""

@@ -1,0 +1,196 @@
+"""`python -m cifar_ft.bench speed`: data path, training step, frozen epochs (and GPU throughput/MFU).
+
+Every row is measured in this one run on this machine; compare ratios, not absolute numbers across
+machines. Rows: (1) images/s delivered at 224 px by the common tutorial pipeline vs ours; (2)
+training images/s of a plain PyTorch loop vs our Lightning run (same model, batch, precision, data
+on device); (3) wall time of 5 frozen epochs with and without the feature cache vs one uncached
+frozen epoch; (4) on a GPU: ViT-B/16 and EfficientNet-Lite0 at 224 px, training images/s and model
+FLOP utilisation against the measured bf16 matmul rate.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from cifar_ft.bench.common import compose_cfg, data_root, print_table, save_json
+from cifar_ft.datasets import ImageSet, TensorImageDataset, collate_batch
+from cifar_ft.transforms import BatchTransform
+
+MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+
+
+class PILArrays(Dataset):
+    """torchvision.datasets.CIFAR10's behaviour: a PIL image from the uint8 array per item."""
+
+    def __init__(self, images: np.ndarray, labels: list[int], transform) -> None:
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.images[i])), self.labels[i]
+
+
+def rate(loader, device: torch.device, batches: int, transform=None) -> float:
+    """Images/s delivered as normalised float batches on `device`, after one warm-up batch."""
+    it = iter(loader)
+    n, start = 0, None
+    for i in range(batches + 1):
+        batch = next(it)
+        x = batch[0].to(device, non_blocking=True)
+        x = transform(x, torch.Generator(device=device).manual_seed(i)) if transform else x.float()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if start is None:
+            start = time.perf_counter()
+        else:
+            n += x.shape[0]
+    return n / (time.perf_counter() - start)
+
+
+def data_path(images: torch.Tensor, labels: torch.Tensor, device: torch.device, batch: int, workers: int,
+              batches: int) -> list[dict]:
+    import torchvision.transforms as T
+
+    tf = T.Compose([T.Resize(224), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(MEAN, STD)])
+    hwc = images.permute(0, 2, 3, 1).numpy()
+    tutorial = DataLoader(PILArrays(hwc, labels.tolist(), tf), batch_size=batch, shuffle=True,
+                          num_workers=workers, persistent_workers=workers > 0)
+    ours_ds = TensorImageDataset(ImageSet(images.to(device), labels.to(device)))
+    ours = DataLoader(ours_ds, batch_size=batch, shuffle=True, collate_fn=collate_batch)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    ours_tf = BatchTransform(224, MEAN, STD, train=True, preset="basic", out_dtype=dtype)
+    base = rate(tutorial, device, batches)
+    fast = rate(ours, device, batches * 3, ours_tf)
+    return [{"row": "1 data path @224: tutorial (PIL, %d workers)" % workers, "value": base, "unit": "img/s"},
+            {"row": f"1 data path @224: ours (uint8 batched, {dtype})".replace("torch.", ""), "value": fast,
+             "unit": "img/s", "ratio": fast / base}]
+
+
+def plain_loop(model, x: torch.Tensor, y: torch.Tensor, steps: int, precision: str) -> float:
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=x.is_cuda)
+    ctx = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if precision == "bf16-mixed" else torch.enable_grad
+    model.train()
+    for i in range(steps + 2):
+        if i == 2:  # two warm-up steps
+            if x.is_cuda:
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+        with ctx():
+            loss = F.cross_entropy(model(x).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    if x.is_cuda:
+        torch.cuda.synchronize()
+    return steps * x.shape[0] / (time.perf_counter() - start)
+
+
+def lightning_rate(model_overrides: list[str], batch: int, steps: int, out: Path, device: str) -> dict:
+    """Our real run (train(cfg)) over in-memory data of the model's input size; images/s from the
+    throughput monitor (first batch excluded), MFU on GPU."""
+    from cifar_ft.train import train
+
+    size_arg = [o for o in model_overrides if o.startswith("model.input_size=")]
+    size = int(size_arg[0].split("=")[1]) if size_arg else 224
+    cfg = compose_cfg(["experiment=smoke", *model_overrides, f"trainer.accelerator={device}",
+                       "data=synthetic", f"data.image_size={size}", f"data.train_size={batch * (steps + 1) + 64}",
+                       "data.val_size=64", f"data.test_size={batch}", f"data.batch_size={batch}", "data.augment=none",
+                       "trainer.max_epochs=1", "callbacks.freeze.freeze_epochs=0", "trainer.num_sanity_val_steps=0",
+                       "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
+                       "scheduler.warmup_steps=5"], out)
+    train(cfg)
+    metrics = json.loads((out / "metrics.json").read_text())
+    return {"images_per_sec": metrics["train/images_per_sec"], "mfu": metrics.get("train/mfu")}
+
+
+def training_step(model_overrides: list[str], batch: int, steps: int, out: Path, device: torch.device) -> list[dict]:
+    from hydra.utils import instantiate
+
+    cfg = compose_cfg(["experiment=smoke", *model_overrides], out / "plain")
+    model = instantiate(cfg.model, num_classes=10, optimizer=None, scheduler=None).to(device)
+    model.setup("fit")  # channels_last for CNNs, as in our run
+    size = cfg.model.input_size
+    x = torch.randn(batch, 3, size, size, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    precision = "bf16-mixed" if device.type == "cuda" else "32-true"
+    plain = plain_loop(model, x, y, steps, precision)
+    ours = lightning_rate(model_overrides, batch, steps, out / "lightning", device.type)["images_per_sec"]
+    name = cfg.model.backbone
+    return [{"row": f"2 train step {name}@{size} b{batch}: plain loop", "value": plain, "unit": "img/s"},
+            {"row": f"2 train step {name}@{size} b{batch}: our Lightning run", "value": ours, "unit": "img/s",
+             "ratio": ours / plain}]
+
+
+def frozen_epochs(root: str, out: Path, device: str, images: int) -> list[dict]:
+    """Fit wall time: 5 frozen epochs cached / uncached, and 1 uncached frozen epoch."""
+    from cifar_ft.train import train
+
+    base = ["experiment=cpu_transfer", f"data.root={root}", f"data.max_train_images={images}",
+            "data.val_size=500", "data.test_size=500", "trainer.enable_progress_bar=false",
+            f"trainer.accelerator={device}"]
+    times = {}
+    for name, extra in {"5 cached": ["trainer.max_epochs=5", "callbacks.freeze.freeze_epochs=5"],
+                        "5 uncached": ["trainer.max_epochs=5", "callbacks.freeze.freeze_epochs=5",
+                                       "callbacks.freeze.feature_cache=false"],
+                        "1 uncached": ["trainer.max_epochs=1", "callbacks.freeze.freeze_epochs=1",
+                                       "callbacks.freeze.feature_cache=false"]}.items():
+        train(compose_cfg([*base, *extra], out / name.replace(" ", "_")))
+        times[name] = json.loads((out / name.replace(" ", "_") / "metrics.json").read_text())["fit_time_s"]
+    one = times["1 uncached"]
+    return [{"row": f"3 frozen epochs ({images} imgs): {k}", "value": v, "unit": "s fit", "ratio": v / one}
+            for k, v in times.items()]
+
+
+def gpu_models(out: Path, steps: int) -> list[dict]:
+    rows = []
+    for model, batch in (("vit_base", 256), ("efficientnet_lite0_offline", 256)):
+        for compile_ in (False, True):
+            res = lightning_rate([f"model={model}", "model.pretrained=false", f"model.compile={compile_}"],
+                                 batch, steps, out / f"{model}_{compile_}", "gpu")
+            rows.append({"row": f"4 GPU {model}@224 b{batch} bf16 compile={compile_}",
+                         "value": res["images_per_sec"], "unit": "img/s", "mfu": res["mfu"]})
+    return rows
+
+
+def main(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser(prog="python -m cifar_ft.bench speed", description=__doc__)
+    ap.add_argument("--data", help="dir or .zip with train/<class>/*.jpg (default: ../shared/data/...zip)")
+    ap.add_argument("--out", default="outputs/bench/speed")
+    ap.add_argument("--rows", default="1234", help="which rows to run, e.g. 12")
+    ap.add_argument("--frozen-images", type=int, default=4000)
+    ap.add_argument("--steps", type=int, default=20)
+    args = ap.parse_args(argv)
+    out, root = Path(args.out), data_root(args.data)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    workers = torch.get_num_threads() if device.type == "cpu" else 8
+    rows: list[dict] = []
+    if "1" in args.rows:
+        from cifar_ft.folder_data import ImageFolderDataModule
+
+        dm = ImageFolderDataModule(root=root, input_size=32, mean=MEAN, std=STD, max_train_images=5000,
+                                   val_size=0.01, test_size=0.01)
+        train_set = dm._ensure_loaded()["train"]
+        rows += data_path(train_set.images, train_set.labels, device, 128, workers, 12)
+    if "2" in args.rows:
+        model = ["model=efficientnet_lite0_offline", "model.input_size=64"] if device.type == "cpu" else \
+            ["model=efficientnet_lite0_offline"]
+        rows += training_step(model, 64 if device.type == "cpu" else 256, args.steps, out / "step", device)
+    if "3" in args.rows:
+        rows += frozen_epochs(root, out / "frozen", "gpu" if device.type == "cuda" else "cpu", args.frozen_images)
+    if "4" in args.rows and device.type == "cuda":
+        rows += gpu_models(out / "gpu", args.steps * 2)
+    print_table(rows, ["row", "value", "unit", "ratio", "mfu"],
+                f"cifar_ft speed on {torch.cuda.get_device_name() if device.type == 'cuda' else 'CPU'} "
+                f"({torch.get_num_threads()} threads)")
+    save_json(rows, out / "results.json")
