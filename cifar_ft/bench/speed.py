@@ -163,6 +163,16 @@ def gpu_models(out: Path, steps: int) -> list[dict]:
     return rows
 
 
+class Rows(list):
+    """Rows also printed as they are measured, so a run cut short still shows what it got."""
+
+    def __iadd__(self, new):
+        for row in new:
+            print("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
+                  flush=True)
+        return super().__iadd__(new)
+
+
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(prog="python -m cifar_ft.bench speed", description=__doc__)
     ap.add_argument("--data", help="dir or .zip with train/<class>/*.jpg (default: ../shared/data/...zip)")
@@ -174,7 +184,7 @@ def main(argv: list[str]) -> None:
     out, root = Path(args.out), data_root(args.data)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     workers = torch.get_num_threads() if device.type == "cpu" else 8
-    rows: list[dict] = []
+    rows = Rows()
     if "1" in args.rows:
         from cifar_ft.folder_data import ImageFolderDataModule
 
