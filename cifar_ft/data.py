@@ -29,7 +29,8 @@ class ImageDataModule(L.LightningDataModule):
                  val_size: int | float = 5000, seed: int = 0, augment: str = "basic",
                  mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0, color_jitter: float = 0.4,
                  rotation_deg: float = 15.0, pad_fraction: float = 0.125,
-                 rrc_scale: tuple[float, float] = (0.35, 1.0), eval_crop_pct: float = 1.0) -> None:
+                 rrc_scale: tuple[float, float] = (0.35, 1.0), eval_crop_pct: float = 1.0,
+                 on_device: bool | str = "auto") -> None:
         super().__init__()
         if batch_size < 1:
             raise ConfigError(f"data.batch_size={batch_size} must be >= 1")
@@ -41,6 +42,7 @@ class ImageDataModule(L.LightningDataModule):
         self._aug_kwargs = dict(color_jitter=color_jitter, rotation_deg=rotation_deg,
                                 pad_fraction=pad_fraction, rrc_scale=tuple(rrc_scale))
         self.eval_crop_pct = eval_crop_pct
+        self.on_device = on_device  # auto: in-memory uint8 sets live on the GPU (no loader, no copies)
         self.splits: dict[str, ImageSet | None] | None = None
         self._class_names: list[str] | None = None
         self.out_dtype = torch.float32
@@ -86,13 +88,30 @@ class ImageDataModule(L.LightningDataModule):
             raise ConfigError(f"{type(self).__name__}: no test images")
         if self.trainer is not None and "bf16" in str(self.trainer.precision):
             self.out_dtype = torch.bfloat16  # what autocast would cast to anyway: half the bytes
+        self._move_to_device()
+
+    def _move_to_device(self) -> None:
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        wanted = self.on_device is True or (self.on_device == "auto" and device.type == "cuda"
+                                            and sample_transform(self.augment) is None)
+        if not wanted or device.type == "cpu":
+            return
+        for name, data in self.splits.items():
+            if data is not None and data.images is not None and data.images.device != device:
+                self.splits[name] = ImageSet(data.images.to(device), data.labels.to(device), data.paths)
 
     # ---- loaders -------------------------------------------------------------------------
     def ordered_loader(self, split: str) -> DataLoader:
         """Every image of `split` once, in index order, un-augmented (for feature caching)."""
         ds = self._dataset(split, False)
         return DataLoader(ds, batch_size=self.eval_batch_size, shuffle=False, num_workers=self._workers(ds),
-                          collate_fn=collate_batch, pin_memory=torch.cuda.is_available())
+                          collate_fn=collate_batch, pin_memory=self._pin(ds))
+
+    @staticmethod
+    def _pin(ds: Dataset) -> bool:
+        data = getattr(ds, "data", None)
+        on_gpu = data is not None and data.images is not None and data.images.is_cuda
+        return torch.cuda.is_available() and not on_gpu
 
     def _dataset(self, split: str, train: bool) -> Dataset:
         data = self._ensure_loaded()[split]
@@ -112,7 +131,7 @@ class ImageDataModule(L.LightningDataModule):
         sampler = EpochShuffleSampler(len(ds), self.seed) if train else None
         return DataLoader(ds, batch_size=self.batch_size if train else self.eval_batch_size,
                           sampler=sampler, drop_last=train, num_workers=workers,
-                          collate_fn=collate_batch, pin_memory=torch.cuda.is_available(),
+                          collate_fn=collate_batch, pin_memory=self._pin(ds),
                           persistent_workers=workers > 0)
 
     def train_dataloader(self) -> DataLoader:
