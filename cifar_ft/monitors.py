@@ -18,15 +18,16 @@ class ThroughputMonitor(L.Callback):
         self.mfu, self.last_mfu = mfu, None
         self.flops_per_image = self.peak_flops = None
 
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.mfu and pl_module.device.type == "cuda" and self.flops_per_image is None:
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.images, self.start, self.flops_per_image = 0, None, None
+        cached = bool(getattr(trainer.datamodule, "features", None))  # head-only epochs: no model FLOPs
+        if self.mfu and pl_module.device.type == "cuda" and not cached:
+            # per epoch: what backpropagates changes as the freeze schedule unfreezes layers
             with trainer.precision_plugin.forward_context():
                 self.flops_per_image = train_flops_per_image(pl_module, pl_module.hparams.input_size,
                                                              pl_module.device)
-            self.peak_flops = matmul_peak_flops(pl_module.device)
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.images, self.start = 0, None
+            if self.peak_flops is None:
+                self.peak_flops = matmul_peak_flops(pl_module.device)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
         if self.start is None:  # skip loader start-up and the first batch's fetch
@@ -52,6 +53,8 @@ class ThroughputMonitor(L.Callback):
         if self.flops_per_image and self.peak_flops:
             self.last_mfu = rate / trainer.world_size * self.flops_per_image / self.peak_flops
             pl_module.log("train/mfu", self.last_mfu, on_step=False, on_epoch=True, rank_zero_only=True)
+            pl_module.log("train/flops_per_image", self.flops_per_image, on_step=False, on_epoch=True,
+                          rank_zero_only=True)
 
 
 def _sync(pl_module: L.LightningModule) -> None:

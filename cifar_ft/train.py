@@ -87,7 +87,8 @@ def run_facts(cfg: DictConfig, trainer: L.Trainer, start: float, best: str, best
         if getattr(cb, "last_images_per_sec", None):
             facts["train/images_per_sec"] = cb.last_images_per_sec
         if getattr(cb, "last_mfu", None):
-            facts["train/mfu"] = cb.last_mfu
+            facts.update({"train/mfu": cb.last_mfu, "train/flops_per_image": cb.flops_per_image,
+                          "device_bf16_matmul_flops": cb.peak_flops})
     return facts
 
 
