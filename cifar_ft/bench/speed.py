@@ -155,12 +155,12 @@ def frozen_epochs(root: str, out: Path, device: str, images: int) -> list[dict]:
             for k, v in times.items()]
 
 
-def gpu_models(out: Path, steps: int) -> list[dict]:
-    rows = []
+def gpu_models(out: Path, steps: int, compile_options=(False, True)) -> list[dict]:
+    rows = Rows()
     for model, batch in (("vit_base", 256), ("efficientnet_lite0_offline", 256)):
         overrides = [f"model={model}", "model.pretrained=false"]
         rows += training_step(overrides, batch, steps, out / f"{model}_step", torch.device("cuda"))
-        for compile_ in (False, True):
+        for compile_ in compile_options:
             res = lightning_rate([*overrides, f"model.compile={compile_}"], batch, steps,
                                  out / f"{model}_{compile_}", "gpu")
             rows.append({"row": f"4 GPU {model}@224 b{batch} bf16 compile={compile_}",
