@@ -163,9 +163,9 @@ def gpu_models(out: Path, steps: int, compile_options=(False, True)) -> list[dic
         for compile_ in compile_options:
             res = lightning_rate([*overrides, f"model.compile={compile_}"], batch, steps,
                                  out / f"{model}_{compile_}", "gpu")
-            rows.append({"row": f"4 GPU {model}@224 b{batch} bf16 compile={compile_}",
-                         "value": res["images_per_sec"], "unit": "img/s", "mfu": res["mfu"],
-                         "gflops_per_image": res["gflops_per_image"], "peak_tflops": res["peak_tflops"]})
+            rows += [{"row": f"4 GPU {model}@224 b{batch} bf16 compile={compile_}",
+                      "value": res["images_per_sec"], "unit": "img/s", "mfu": res["mfu"],
+                      "gflops_per_image": res["gflops_per_image"], "peak_tflops": res["peak_tflops"]}]
     return rows
 
 
