@@ -13,10 +13,22 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from cifar_ft.datasets import (EpochShuffleSampler, ImageSet, TensorImageDataset, collate_batch, load_cifar,
-                               stratified_split, synthetic_images)
+from cifar_ft.datasets import (
+    EpochShuffleSampler,
+    ImageSet,
+    TensorImageDataset,
+    collate_batch,
+    load_cifar,
+    stratified_split,
+    synthetic_images,
+)
 from cifar_ft.errors import ConfigError
-from cifar_ft.transforms import BatchTransform, check_preset, mix_batch, sample_transform
+from cifar_ft.transforms import (
+    BatchTransform,
+    check_preset,
+    mix_batch,
+    sample_transform,
+)
 
 log = logging.getLogger(__name__)
 

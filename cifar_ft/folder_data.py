@@ -8,8 +8,15 @@ from torch.utils.data import Dataset
 from cifar_ft.data import ImageDataModule
 from cifar_ft.datasets import ImageSet, fits_in_memory, stratified_split
 from cifar_ft.errors import ConfigError
-from cifar_ft.folders import (BAD_IMAGE_POLICIES, FileImageDataset, FolderSource, check_readable,
-                              decode_all, native_size, scan_split)
+from cifar_ft.folders import (
+    BAD_IMAGE_POLICIES,
+    FileImageDataset,
+    FolderSource,
+    check_readable,
+    decode_all,
+    native_size,
+    scan_split,
+)
 from cifar_ft.transforms import sample_transform
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,11 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from cifar_ft.backbones import create_backbone
 from cifar_ft.errors import ConfigError
-from cifar_ft.metrics import classification_metrics, confusion_matrix, per_class_accuracy
+from cifar_ft.metrics import (
+    classification_metrics,
+    confusion_matrix,
+    per_class_accuracy,
+)
 from cifar_ft.optim import fused_if_possible, param_groups
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,14 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
-from cifar_ft.artifacts import confusion_figure, git_commit, to_float_dict, write_metrics
+from cifar_ft.artifacts import (
+    confusion_figure,
+    git_commit,
+    to_float_dict,
+    write_metrics,
+)
 from cifar_ft.cli import print_config, report_errors, resolve_ckpt, trainer_settings
+from cifar_ft.plots import per_class_rows, plot_curves, write_per_class
 
 log = logging.getLogger("cifar_ft")
 
@@ -71,7 +77,7 @@ def train(cfg: DictConfig) -> float | None:
     metrics.update(run_facts(cfg, trainer, start, best, best_score), fit_time_s=fit_time)
     if trainer.is_global_zero:
         write_metrics(output_dir / "metrics.json", metrics)
-        log_test_figures(loggers, model)
+        log_test_figures(loggers, model, output_dir)
         log.info("Test: %s", {k: round(v, 4) for k, v in metrics.items() if k.count("/") == 1 and k[:5] == "test/"})
         log.info("Run directory: %s", output_dir)
     return metrics.get(f"{cfg.optimized_metric}_best")
@@ -92,15 +98,24 @@ def run_facts(cfg: DictConfig, trainer: L.Trainer, start: float, best: str, best
     return facts
 
 
-def log_test_figures(loggers: list, model) -> None:
+def log_test_figures(loggers: list, model, output_dir: Path) -> None:
+    """confusion_matrix.png, per_class.csv and curves.png in the run directory, and in TensorBoard."""
     confusion = getattr(model, "confusion", None)
     if confusion is None:
         return
+    rows = per_class_rows(confusion, model.class_names)
+    write_per_class(output_dir / "per_class.csv", rows)
+    figure = confusion_figure(confusion, model.class_names)
+    figure.savefig(output_dir / "confusion_matrix.png", dpi=110)
+    table = "| class | precision | recall | f1 | support |\n|---|---|---|---|---|\n" + "\n".join(
+        f"| {r['class']} | {r['precision']} | {r['recall']} | {r['f1']} | {r['support']} |" for r in rows)
     for logger in loggers:
         experiment = getattr(logger, "experiment", None)
         if hasattr(experiment, "add_figure"):
-            experiment.add_figure("test/confusion_matrix", confusion_figure(confusion, model.class_names))
+            experiment.add_figure("test/confusion_matrix", figure)
+            experiment.add_text("test/per_class", table)
             experiment.flush()
+    plot_curves(output_dir / "tensorboard", output_dir / "curves.png")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")

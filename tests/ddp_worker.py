@@ -5,9 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.conftest import FAST, make_cfg  # noqa: E402
-
 from cifar_ft.train import train  # noqa: E402
+from tests.conftest import FAST, make_cfg  # noqa: E402
 
 if __name__ == "__main__":
     out = Path(sys.argv[1])

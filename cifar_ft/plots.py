@@ -1,0 +1,68 @@
+"""Figures and tables every run leaves beside metrics.json: curves.png, confusion_matrix.png, per_class.csv."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import torch
+
+
+def per_class_rows(confusion: torch.Tensor, class_names: list[str]) -> list[dict]:
+    """Precision, recall, F1 and support per class, from a (true × predicted) confusion matrix."""
+    cm = confusion.double()
+    tp, support, predicted = cm.diag(), cm.sum(1), cm.sum(0)
+    precision = tp / predicted.clamp_min(1)
+    recall = tp / support.clamp_min(1)
+    f1 = 2 * precision * recall / (precision + recall).clamp_min(1e-12)
+    return [{"class": n, "precision": round(float(p), 4), "recall": round(float(r), 4), "f1": round(float(f), 4),
+             "support": int(s)} for n, p, r, f, s in zip(class_names, precision, recall, f1, support)]
+
+
+def write_per_class(path: Path, rows: list[dict]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def read_scalars(tb_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar series in a TensorBoard directory: tag -> [(step, value)]."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out: dict[str, list[tuple[int, float]]] = {}
+    for f in sorted(tb_dir.glob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(f), size_guidance={"scalars": 0})
+        acc.Reload()
+        for tag in acc.Tags().get("scalars", []):
+            out.setdefault(tag, []).extend((e.step, e.value) for e in acc.Scalars(tag))
+    return out
+
+
+def plot_curves(tb_dir: Path, path: Path) -> Path | None:
+    """Loss per iteration; train vs val accuracy and loss per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = read_scalars(tb_dir)
+    if "train/loss" not in s:
+        return None
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    steps, values = zip(*s["train/loss"])
+    axes[0].plot(steps, values, lw=0.8)
+    axes[0].set(title="train loss per iteration", xlabel="optimizer step", ylabel="loss")
+    for ax, (name, train_tag, val_tag) in zip(axes[1:], [("accuracy", "train/acc", "val/acc"),
+                                                          ("loss", "train/loss_epoch", "val/loss")]):
+        for tag, label in ((train_tag, "train"), (val_tag, "val")):
+            points = list(enumerate(v for _, v in s.get(tag, []) if v == v))  # drop the NaN hparams placeholder
+            if points:
+                ax.plot(*zip(*points), marker="o", label=label)
+        ax.set(title=f"{name} per epoch", xlabel="epoch", ylabel=name)
+        ax.legend()
+        ax.grid(alpha=0.3)
+    axes[0].grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
