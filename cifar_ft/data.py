@@ -60,6 +60,7 @@ class ImageDataModule(L.LightningDataModule):
         self.out_dtype = torch.float32
         self.augment_enabled = True  # the freeze schedule turns it off for cached frozen epochs
         self.features: dict[str, torch.Tensor] = {}  # split -> cached backbone features (N, F)
+        self._transforms: dict[tuple, BatchTransform] = {}
 
     # ---- loading -------------------------------------------------------------------------
     def _load(self) -> tuple[ImageSet | None, ImageSet | None, ImageSet | None, list[str]]:
@@ -157,10 +158,14 @@ class ImageDataModule(L.LightningDataModule):
 
     # ---- device-side transforms ----------------------------------------------------------
     def batch_transform(self, train: bool) -> BatchTransform:
-        return BatchTransform(self.input_size, self.mean, self.std, train=train,
-                              preset=self.augment if train else "none",
-                              eval_crop_pct=self.eval_crop_pct, out_dtype=self.out_dtype,
-                              **self._aug_kwargs)
+        """The device-side transform, kept per mode (it holds reusable output buffers in a run)."""
+        key = (train, self.augment, self.out_dtype, self.trainer is not None)
+        if key not in self._transforms:
+            self._transforms[key] = BatchTransform(
+                self.input_size, self.mean, self.std, train=train, preset=self.augment if train else "none",
+                eval_crop_pct=self.eval_crop_pct, out_dtype=self.out_dtype,
+                reuse_buffers=self.trainer is not None, **self._aug_kwargs)
+        return self._transforms[key]
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         x, y, index = batch

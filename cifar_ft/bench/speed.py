@@ -69,7 +69,7 @@ def data_path(images: torch.Tensor, labels: torch.Tensor, device: torch.device, 
     ours_ds = TensorImageDataset(ImageSet(images.to(device), labels.to(device)))
     ours = DataLoader(ours_ds, batch_size=batch, shuffle=True, collate_fn=collate_batch)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    ours_tf = BatchTransform(224, MEAN, STD, train=True, preset="basic", out_dtype=dtype)
+    ours_tf = BatchTransform(224, MEAN, STD, train=True, preset="basic", out_dtype=dtype, reuse_buffers=True)
     base = rate(tutorial, device, batches)
     fast = rate(ours, device, batches * 3, ours_tf)
     return [{"row": "1 data path @224: tutorial (PIL, %d workers)" % workers, "value": base, "unit": "img/s"},
