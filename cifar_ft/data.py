@@ -74,9 +74,13 @@ class ImageDataModule(L.LightningDataModule):
             log.info("%s: %d classes, split sizes %s", type(self).__name__, len(names), sizes)
         return self.splits
 
-    def split_train_val(self, full: ImageSet) -> tuple[ImageSet, ImageSet]:
-        """Seeded, stratified hold-out of `val_size` images (int count or fraction) from `full`."""
-        keep, held = stratified_split(full.labels, self.val_size, self.seed)
+    def split_train_val(self, full: ImageSet, of: int | None = None) -> tuple[ImageSet, ImageSet]:
+        """Seeded, stratified hold-out of `val_size` images from `full`: a count, or a fraction of
+        `of` images (default: of `full`)."""
+        size = self.val_size
+        if isinstance(size, float) and size < 1:
+            size = int(round(size * (of or len(full))))
+        keep, held = stratified_split(full.labels, size, self.seed)
         return full.subset(keep), full.subset(held)
 
     @property

@@ -69,15 +69,18 @@ class ImageFolderDataModule(ImageDataModule):
         for split in present:
             loaded[split], names = self._read(source, split, names)
         train = loaded["train"]
+        total = len(train) if train is not None else 0  # fractions are of the whole train/ folder
         if train is not None and loaded["test"] is None:  # before subsampling: a stable test split
-            keep, held = stratified_split(train.labels, self.test_size, self.seed + 2)
+            test_n = self.test_size if isinstance(self.test_size, int) or self.test_size >= 1 else \
+                int(round(self.test_size * total))
+            keep, held = stratified_split(train.labels, test_n, self.seed + 2)
             train, loaded["test"] = train.subset(keep), train.subset(held)
             log.info("No test/ in %s: held out %d training images as test split", self.root, len(held))
         if train is not None and self.max_train_images and len(train) > self.max_train_images:
             _, keep = stratified_split(train.labels, self.max_train_images, self.seed + 1)
             train = train.subset(keep)
         if train is not None and loaded["val"] is None:
-            train, loaded["val"] = self.split_train_val(train)
+            train, loaded["val"] = self.split_train_val(train, of=total)
         return train, loaded["val"], loaded["test"], names
 
     def _dataset(self, split: str, train: bool) -> Dataset:

@@ -48,11 +48,12 @@ def test_lite0_weights_classify_a_real_cat():
 
 def test_a_broken_mapping_does_not_recognise_the_cat():
     state = read_state_dict(efficientnet_lite0_file())
-    # swap two same-shaped blocks: shapes still fit, the network is wrong
-    keys = [k for k in state if k.startswith("_blocks.5.")]
+    # a classic order-based mapping slip: BatchNorm weight and bias swapped (every shape still fits)
     swapped = dict(state)
-    for k in keys:
-        swapped[k], swapped[k.replace("_blocks.5.", "_blocks.6.")] = state[k.replace("_blocks.5.", "_blocks.6.")], state[k]
+    for k in state:
+        if "_bn" in k and k.endswith(".weight"):
+            bias = k[: -len("weight")] + "bias"
+            swapped[k], swapped[bias] = state[bias], state[k]
     with torch.no_grad():
         top1 = imagenet_classifier(swapped)(chelsea()).argmax().item()
     assert top1 not in IMAGENET_CATS
