@@ -44,6 +44,7 @@ def plot_curves(tb_dir: Path, path: Path) -> Path | None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     s = read_scalars(tb_dir)
     if "train/loss" not in s:
@@ -59,6 +60,7 @@ def plot_curves(tb_dir: Path, path: Path) -> Path | None:
             if points:
                 ax.plot(*zip(*points), marker="o", label=label)
         ax.set(title=f"{name} per epoch", xlabel="epoch", ylabel=name)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()
         ax.grid(alpha=0.3)
     axes[0].grid(alpha=0.3)

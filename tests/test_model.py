@@ -154,3 +154,11 @@ def test_model_configs_match_the_backbones_pretrained_config(name):
     assert list(cfg.mean) == pytest.approx(list(pre.mean)) and list(cfg.std) == pytest.approx(list(pre.std))
     if name != "tiny":  # the test model runs at CIFAR's native 32 px
         assert cfg.input_size == pre.input_size[-1]
+
+
+def test_compiled_model_checkpoint_keys_load_into_an_uncompiled_one():
+    compiled = tiny(compile=True)
+    keys = list(compiled.state_dict())
+    assert not any("_orig_mod" in k for k in keys)
+    plain = tiny(compile=False)
+    plain.load_state_dict(compiled.state_dict(), strict=True)

@@ -123,3 +123,31 @@ def test_every_model_and_data_option_composes(tmp_path):
                 with open_dict(cfg):
                     cfg.paths.output_dir = str(tmp_path)
                 OmegaConf.to_container(cfg[group], resolve=True) if option != "image_folder" else None
+
+
+def test_ckpt_path_last_resolves_inside_the_run_dir(tmp_path):
+    from cifar_ft.cli import resolve_ckpt
+    from cifar_ft.errors import ConfigError
+
+    assert resolve_ckpt(None, tmp_path) is None
+    with pytest.raises(ConfigError, match="ckpt_path='last': no checkpoint at .*last.ckpt.*hydra.run.dir"):
+        resolve_ckpt("last", tmp_path)
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    assert resolve_ckpt("last", tmp_path) == str(tmp_path / "checkpoints" / "last.ckpt")
+    with pytest.raises(ConfigError, match="ckpt_path='nope.ckpt'"):
+        resolve_ckpt("nope.ckpt", tmp_path)
+
+
+def test_run_directory_artifacts(cfg_factory):
+    cfg = cfg_factory("trainer.max_epochs=2")
+    train(cfg)
+    out = Path(cfg.paths.output_dir)
+    rows = (out / "per_class.csv").read_text().splitlines()
+    assert rows[0] == "class,precision,recall,f1,support" and len(rows) == 11
+    assert sum(int(r.split(",")[-1]) for r in rows[1:]) == 160  # every test image counted once
+    from PIL import Image
+
+    for name in ("curves.png", "confusion_matrix.png"):
+        with Image.open(out / name) as im:
+            assert im.size[0] > 400 and im.size[1] > 300
