@@ -21,11 +21,31 @@ def report_errors(fn: Callable[[DictConfig], object], cfg: DictConfig):
     try:
         return fn(cfg)
     except Exception as exc:
+        if _in_multirun():  # one failing job must not end the sweep: record it, report NaN
+            _record_failure(cfg, exc)
+            return float("nan")
         err = find_config_error(exc)
         if err is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+
+
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def _record_failure(cfg: DictConfig, exc: Exception) -> None:
+    import traceback
+
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    err = find_config_error(exc) or exc
+    (out / "error.txt").write_text("".join(traceback.format_exception(exc)) + f"\n{type(err).__name__}: {err}\n")
+    log.error("job failed (%s: %s); the sweep goes on", type(err).__name__, err)
 
 
 def print_config(cfg: DictConfig) -> None:
