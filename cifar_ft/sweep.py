@@ -41,6 +41,9 @@ def summarize(sweep_dir: str | Path, metric: str = "val/acc_best") -> list[dict]
     sweep_dir = Path(sweep_dir)
     jobs = sorted((d for d in sweep_dir.iterdir() if d.is_dir() and d.name.isdigit()), key=lambda d: int(d.name))
     rows = [job_row(d) for d in jobs]
+    common = set.intersection(*(set(r["overrides"].split()) for r in rows)) if len(rows) > 1 else set()
+    for r in rows:  # show what differs between jobs; the shared overrides go in the header
+        r["overrides"] = " ".join(o for o in r["overrides"].split() if o not in common)
 
     def key(row: dict) -> float:
         value = row.get(metric)
@@ -56,6 +59,7 @@ def summarize(sweep_dir: str | Path, metric: str = "val/acc_best") -> list[dict]
     lines = [f"# Sweep {sweep_dir}", "",
              f"Best job: {best['job']} ({best['overrides']}), {metric} = {best.get(metric)}" if best
              else "No job finished.", "",
+             f"Common to all jobs: {' '.join(sorted(common)) or '(nothing)'}", "",
              "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_cell(r.get(c)) for c in columns) + " |" for r in rows]
     (sweep_dir / "summary.md").write_text("\n".join(lines) + "\n")
