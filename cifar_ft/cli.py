@@ -15,6 +15,16 @@ from cifar_ft.errors import ConfigError, find_config_error
 log = logging.getLogger("cifar_ft")
 
 
+def job_gpu(job_num: int | str, num_gpus: int | str) -> list[int]:
+    """`${job_gpu:${hydra:job.num},K}`: job N of a parallel sweep gets GPU N mod K (one GPU per job)."""
+    return [int(job_num) % max(1, int(num_gpus))]
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("job_gpu"):
+        OmegaConf.register_new_resolver("job_gpu", job_gpu)
+
+
 def report_errors(fn: Callable[[DictConfig], object], cfg: DictConfig):
     """Run `fn(cfg)`; a ConfigError becomes one line on stderr and exit code 2 (full trace with
     HYDRA_FULL_ERROR=1)."""

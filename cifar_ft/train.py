@@ -17,10 +17,17 @@ from cifar_ft.artifacts import (
     to_float_dict,
     write_metrics,
 )
-from cifar_ft.cli import print_config, report_errors, resolve_ckpt, trainer_settings
+from cifar_ft.cli import (
+    print_config,
+    register_resolvers,
+    report_errors,
+    resolve_ckpt,
+    trainer_settings,
+)
 from cifar_ft.plots import per_class_rows, plot_curves, write_per_class
 
 log = logging.getLogger("cifar_ft")
+register_resolvers()  # before Hydra resolves any config of this process (also joblib workers)
 
 
 def build_callbacks(cfg: DictConfig, progress_bar: bool = True) -> list[L.Callback]:
