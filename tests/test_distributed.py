@@ -40,3 +40,15 @@ def test_ddp_cpu_command_and_two_nodes_agree(tmp_path):
     # same global batch, same seed: 2 nodes x 1 process give what 1 node x 2 processes give
     for key in ("test/acc", "test/f1_macro", "test/loss"):
         assert multi[key] == pytest.approx(single[key], abs=1e-5), key
+
+
+def test_multirun_with_ddp_cpu(tmp_path):
+    sweep = tmp_path / "S"
+    proc = subprocess.run([sys.executable, "-m", "cifar_ft.train", "-m", *SMOKE, "trainer=ddp_cpu",
+                           "optimizer.lr=1e-3,3e-4", f"hydra.sweep.dir={sweep}"], cwd=ROOT, env=ENV,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]  # no stray run directories
+    for job in ("0", "1"):
+        assert (sweep / job / "metrics.json").is_file() and (sweep / job / "train_ddp_process_1.log").is_file()
+    assert len((sweep / "summary.csv").read_text().strip().splitlines()) == 3
