@@ -78,7 +78,7 @@ class FreezeSchedule(BaseFinetuning):
         if self.freeze_epochs > 0 or self.unfreeze == "gradual":
             for p in pl_module.backbone.parameters():
                 p.requires_grad_(False)
-            self._bn_eval(pl_module)
+            self._set_train_modes(pl_module)
 
     def finetune_function(self, pl_module: L.LightningModule, epoch: int, optimizer: Optimizer) -> None:
         wanted = self.groups_trainable_at(epoch)
@@ -101,7 +101,7 @@ class FreezeSchedule(BaseFinetuning):
             rank_zero_info(f"[freeze] epoch {epoch}: unfroze {', '.join(added)} at lr "
                            f"{pl_module.base_lr * pl_module.hparams.backbone_lr_mult:.3g}; trainable params "
                            f"{trainable_params(pl_module):,}")
-        self._bn_eval(pl_module)
+        self._set_train_modes(pl_module)
 
     @staticmethod
     def _refresh_schedule(trainer: L.Trainer) -> None:
@@ -110,7 +110,7 @@ class FreezeSchedule(BaseFinetuning):
             if refresh is not None:
                 refresh()
 
-    def _bn_eval(self, pl_module: L.LightningModule) -> None:
+    def _set_train_modes(self, pl_module: L.LightningModule) -> None:
         """A wholly frozen backbone runs in eval mode (a fixed feature extractor: no dropout or drop
         path); frozen BatchNorm layers keep their running statistics; unfrozen layers train."""
         backbone = pl_module.backbone
@@ -159,7 +159,7 @@ class FreezeSchedule(BaseFinetuning):
                       on_step=False, on_epoch=True, sync_dist=False)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._bn_eval(pl_module)
+        self._set_train_modes(pl_module)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,
                            batch_idx: int) -> None:

@@ -183,7 +183,7 @@ class ImageDataModule(L.LightningDataModule):
         gen = torch.Generator(device=x.device).manual_seed(seed)
         x = self.batch_transform(True)(x, gen)
         if self.mixup_alpha > 0 or self.cutmix_alpha > 0:
-            x, y = mix_batch(x, y, self.num_classes, self.mixup_alpha, self.cutmix_alpha, 0.0, seed)
+            x, y = mix_batch(x, y, self.num_classes, self.mixup_alpha, self.cutmix_alpha, seed)
         return x, y
 
     def _batch_seed(self) -> int:

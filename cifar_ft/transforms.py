@@ -186,8 +186,9 @@ def _random_resized_crop(x: torch.Tensor, size: int, scale: tuple[float, float],
 
 
 def mix_batch(x: torch.Tensor, y: torch.Tensor, num_classes: int, mixup_alpha: float,
-              cutmix_alpha: float, label_smoothing: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mixup or CutMix (chosen 50/50 when both are on) with soft targets, as in timm's Mixup."""
+              cutmix_alpha: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mixup or CutMix (chosen 50/50 when both are on) with soft targets, as in timm's Mixup
+    (label smoothing is applied to these targets by the loss)."""
     rng = np.random.default_rng(seed)
     use_cutmix = cutmix_alpha > 0 and (mixup_alpha <= 0 or rng.random() < 0.5)
     alpha = cutmix_alpha if use_cutmix else mixup_alpha
@@ -203,7 +204,5 @@ def mix_batch(x: torch.Tensor, y: torch.Tensor, num_classes: int, mixup_alpha: f
         lam = 1 - (y1 - y0) * (x1 - x0) / (h * w)  # the area actually pasted
     else:
         x = x * lam + x.flip(0) * (1 - lam)
-    off = label_smoothing / num_classes
     onehot = F.one_hot(y, num_classes).to(x.dtype if x.is_floating_point() else torch.float32)
-    onehot = onehot * (1 - label_smoothing) + off
     return x, onehot * lam + onehot.flip(0) * (1 - lam)
