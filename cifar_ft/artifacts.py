@@ -3,10 +3,25 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 from pathlib import Path
 
 import torch
+
+from cifar_ft.errors import ConfigError
+
+
+def ensure_writable(directory: Path) -> None:
+    """Fail before any training if the run directory cannot take checkpoints and logs."""
+    probe = directory / f".write-test-{os.getpid()}"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"paths.output_dir={str(directory)!r} is not writable ({exc.strerror}); choose "
+                          "another with hydra.run.dir=DIR (or paths.output_dir=DIR)") from exc
 
 
 def git_commit() -> str | None:

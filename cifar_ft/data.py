@@ -14,7 +14,6 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cifar_ft.datasets import (
-    EpochShuffleSampler,
     ImageSet,
     TensorImageDataset,
     collate_batch,
@@ -23,6 +22,7 @@ from cifar_ft.datasets import (
     synthetic_images,
 )
 from cifar_ft.errors import ConfigError
+from cifar_ft.resume import EpochShuffleSampler, ResumableLoader
 from cifar_ft.transforms import (
     BatchTransform,
     check_preset,
@@ -61,6 +61,8 @@ class ImageDataModule(L.LightningDataModule):
         self.augment_enabled = True  # the freeze schedule turns it off for cached frozen epochs
         self.features: dict[str, torch.Tensor] = {}  # split -> cached backbone features (N, F)
         self._transforms: dict[tuple, BatchTransform] = {}
+        self._train_loader: ResumableLoader | None = None
+        self._train_position: dict | None = None  # from a checkpoint, for the next train loader
 
     # ---- loading -------------------------------------------------------------------------
     def _load(self) -> tuple[ImageSet | None, ImageSet | None, ImageSet | None, list[str]]:
@@ -145,11 +147,27 @@ class ImageDataModule(L.LightningDataModule):
     def _loader(self, split: str, train: bool) -> DataLoader:
         ds = self._dataset(split, train)
         workers = self._workers(ds)
-        sampler = EpochShuffleSampler(len(ds), self.seed) if train else None
-        return DataLoader(ds, batch_size=self.batch_size if train else self.eval_batch_size,
-                          sampler=sampler, drop_last=train, num_workers=workers,
-                          collate_fn=collate_batch, pin_memory=self._pin(ds),
-                          persistent_workers=workers > 0)
+        common = dict(num_workers=workers, collate_fn=collate_batch, pin_memory=self._pin(ds),
+                      persistent_workers=workers > 0)
+        if not train:
+            return DataLoader(ds, batch_size=self.eval_batch_size, shuffle=False, **common)
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        # Resumable mid-epoch; sharded across DDP ranks by the sampler itself.
+        loader = ResumableLoader(ds, batch_size=self.batch_size, drop_last=True,
+                                 sampler=EpochShuffleSampler(len(ds), self.seed, epoch), **common)
+        if self._train_position is not None:
+            loader.load_state_dict(self._train_position)
+            self._train_position = None
+        self._train_loader = loader
+        return loader
+
+    # Lightning restores its own copy of the loader position only if the loader is built after the
+    # checkpoint is read, but `estimated_stepping_batches` builds it earlier: keep one here too.
+    def state_dict(self) -> dict:
+        return {"train_loader": self._train_loader.state_dict()} if self._train_loader is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._train_position = state.get("train_loader")
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True)

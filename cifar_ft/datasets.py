@@ -61,25 +61,6 @@ class TensorImageDataset(Dataset):
         return images, self.data.labels[index], index
 
 
-class EpochShuffleSampler(torch.utils.data.Sampler[int]):
-    """A permutation that is a function of (seed, epoch) only, so a resumed run sees the same order.
-
-    Lightning calls `set_epoch` each epoch (and wraps this sampler for DDP)."""
-
-    def __init__(self, size: int, seed: int) -> None:
-        self.size, self.seed, self.epoch = size, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.size
-
-    def __iter__(self):
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.size, generator=gen).tolist())
-
-
 def collate_batch(batch):
     """DataLoader collate for datasets whose `__getitems__` already returns a stacked batch."""
     if isinstance(batch, tuple):

@@ -5,8 +5,16 @@ import difflib
 from collections.abc import Iterable
 
 
-class ConfigError(ValueError):
-    """A bad value supplied by the user (config, path, checkpoint). Printed as one line."""
+class UserError(Exception):
+    """Something the user can fix; the command line prints it as one line (no traceback)."""
+
+
+class ConfigError(UserError, ValueError):
+    """A bad value supplied by the user (config, path, checkpoint)."""
+
+
+class DivergedError(UserError, RuntimeError):
+    """Training produced a non-finite loss; the message names the step and learning rates."""
 
 
 def close_matches(value: str, valid: Iterable[str], n: int = 5) -> str:
@@ -15,11 +23,11 @@ def close_matches(value: str, valid: Iterable[str], n: int = 5) -> str:
     return f" Did you mean: {', '.join(matches)}?" if matches else ""
 
 
-def find_config_error(exc: BaseException | None) -> ConfigError | None:
-    """The ConfigError behind `exc`, looking through wrappers (Hydra's InstantiationException)."""
+def find_user_error(exc: BaseException | None) -> UserError | None:
+    """The UserError behind `exc`, looking through wrappers (Hydra's InstantiationException)."""
     seen = set()
     while exc is not None and id(exc) not in seen:
-        if isinstance(exc, ConfigError):
+        if isinstance(exc, UserError):
             return exc
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__

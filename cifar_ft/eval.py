@@ -11,7 +11,7 @@ from lightning.pytorch.callbacks import RichProgressBar
 from omegaconf import DictConfig, open_dict
 
 from cifar_ft.artifacts import git_commit, to_float_dict, write_metrics
-from cifar_ft.cli import print_config, report_errors, trainer_settings
+from cifar_ft.cli import hydra_entry, print_config, report_errors, trainer_settings
 from cifar_ft.errors import ConfigError
 from cifar_ft.module import ImageClassifier
 
@@ -64,4 +64,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    hydra_entry(main)

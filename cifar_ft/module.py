@@ -18,6 +18,7 @@ from cifar_ft.metrics import (
     per_class_accuracy,
 )
 from cifar_ft.optim import fused_if_possible, param_groups
+from cifar_ft.resume import rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
 HEAD_INITS = ("trunc_normal", "zeros", "xavier", "default")
@@ -58,6 +59,7 @@ class ImageClassifier(L.LightningModule):
         self.test_confmat = confusion_matrix(num_classes)
         self.confusion: torch.Tensor | None = None  # filled at the end of test
         self._channels_last = False
+        self._rng_to_restore: dict | None = None
         if compile:
             self.backbone.compile()  # in place: state_dict keys keep no `_orig_mod.` prefix
 
@@ -82,6 +84,19 @@ class ImageClassifier(L.LightningModule):
         if self.hparams.channels_last and is_cnn:
             self._channels_last = True
             self.backbone.to(memory_format=torch.channels_last)
+
+    # ---- resume --------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["rng_state"] = rng_state()  # dropout/drop-path draws continue exactly on resume
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._rng_to_restore = checkpoint.get("rng_state")
+
+    def on_train_start(self) -> None:
+        # Applied here, after setup and the feature cache, right before the next training batch.
+        if self._rng_to_restore is not None:
+            set_rng_state(self._rng_to_restore)
+            self._rng_to_restore = None
 
     # ---- steps ---------------------------------------------------------------------------
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:

@@ -13,11 +13,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from cifar_ft.artifacts import (
     confusion_figure,
+    ensure_writable,
     git_commit,
     to_float_dict,
     write_metrics,
 )
 from cifar_ft.cli import (
+    hydra_entry,
     print_config,
     register_resolvers,
     report_errors,
@@ -64,6 +66,7 @@ def train(cfg: DictConfig) -> float | None:
     print_config(cfg)
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
+    ensure_writable(output_dir)
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model, num_classes=datamodule.num_classes, class_names=datamodule.class_names,
                         optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler))
@@ -131,5 +134,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    hydra_entry(main)
 

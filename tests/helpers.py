@@ -1,6 +1,9 @@
 """Test-only callbacks, importable by Hydra through `+callbacks.<name>._target_=tests.helpers.X`."""
 from __future__ import annotations
 
+import os
+import signal
+
 import lightning as L
 import torch
 
@@ -55,3 +58,30 @@ class Snapshot(L.Callback):
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         Snapshot.datamodule = trainer.datamodule
+
+
+class SignalAt(L.Callback):
+    """Sends `signal` to this very process right after optimizer step `step` (SIGKILL: a hard crash)."""
+
+    def __init__(self, step: int, signal: str = "SIGKILL") -> None:
+        self.step, self.signal = step, signal
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,
+                           batch_idx: int) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), getattr(signal, self.signal))
+
+
+class PoisonAt(L.Callback):
+    """Before optimizer step `step`: NaN into the head weights, or raise an out-of-memory error."""
+
+    def __init__(self, step: int, what: str = "nan") -> None:
+        self.step, self.what = step, what
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        if trainer.global_step != self.step:
+            return
+        if self.what == "oom":
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (GPU 0; 79.1 GiB total)")
+        with torch.no_grad():
+            pl_module.head.weight.fill_(float("nan"))

@@ -6,8 +6,9 @@ import torch
 from hydra.utils import instantiate
 
 from cifar_ft.data import SyntheticDataModule
-from cifar_ft.datasets import EpochShuffleSampler, stratified_split, synthetic_images
-from cifar_ft.errors import ConfigError, find_config_error
+from cifar_ft.datasets import stratified_split, synthetic_images
+from cifar_ft.resume import EpochShuffleSampler
+from cifar_ft.errors import ConfigError, find_user_error
 from cifar_ft.transforms import BatchTransform, mix_batch
 
 
@@ -137,5 +138,5 @@ def test_batch_size_larger_than_data_is_rejected():
 def test_unknown_augment_preset_is_rejected(cfg_factory):
     with pytest.raises(Exception) as info:
         instantiate(cfg_factory("data.augment=nope").data)
-    err = find_config_error(info.value)
+    err = find_user_error(info.value)
     assert err is not None and "data.augment='nope'" in str(err) and "valid: none, basic" in str(err)

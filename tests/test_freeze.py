@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cifar_ft.errors import ConfigError, find_config_error
+from cifar_ft.errors import ConfigError, find_user_error
 from cifar_ft.train import train
 from tests.helpers import Recorder, state
 
@@ -68,7 +68,7 @@ def test_full_finetune_and_linear_probe(cfg_factory):
 def test_freeze_epochs_beyond_max_epochs_is_rejected(cfg_factory):
     with pytest.raises(Exception) as info:
         train(cfg_factory("trainer.max_epochs=2", "callbacks.freeze.freeze_epochs=3"))
-    err = find_config_error(info.value)
+    err = find_user_error(info.value)
     assert isinstance(err, ConfigError) and "freeze_epochs=3 > trainer.max_epochs=2" in str(err)
 
 

@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
-from cifar_ft.errors import find_config_error
+from cifar_ft.errors import find_user_error
 from cifar_ft.eval import evaluate
 from cifar_ft.train import train
 from tests.conftest import CONF_DIR, make_cfg
@@ -65,7 +65,7 @@ def test_eval_refuses_other_classes(cfg_factory, tmp_path):
                      "data.num_classes=5", "data.train_size=200", "data.val_size=50"], tmp_path / "e", "eval")
     with pytest.raises(Exception) as info:
         evaluate(ecfg)
-    msg = str(find_config_error(info.value))
+    msg = str(find_user_error(info.value))
     assert "trained on 10 classes" in msg and "data set has 5 classes" in msg and "class_9" in msg
 
 
