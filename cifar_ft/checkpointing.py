@@ -42,6 +42,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         finally:
             tmp.unlink(missing_ok=True)
         _fsync_dir(path.parent)
+        for stale in path.parent.glob(f".{path.name}.tmp-*"):  # left by writers that were killed
+            stale.unlink(missing_ok=True)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -26,16 +26,23 @@ def write_per_class(path: Path, rows: list[dict]) -> None:
 
 
 def read_scalars(tb_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    """Every scalar series in a TensorBoard directory: tag -> [(step, value)]."""
+    """Every scalar series in a TensorBoard directory: tag -> [(step, value)], sorted by step.
+
+    A resumed run appends a new event file; where it re-ran steps of the interrupted one, the later
+    file's value wins, so each step (and each epoch) appears once."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    out: dict[str, list[tuple[int, float]]] = {}
-    for f in sorted(tb_dir.glob("events.out.tfevents.*")):
+    series: dict[str, dict[int, float]] = {}
+    files = sorted(tb_dir.glob("events.out.tfevents.*"), key=lambda f: (f.stat().st_mtime_ns, f.name))
+    for f in files:
         acc = EventAccumulator(str(f), size_guidance={"scalars": 0})
         acc.Reload()
         for tag in acc.Tags().get("scalars", []):
-            out.setdefault(tag, []).extend((e.step, e.value) for e in acc.Scalars(tag))
-    return out
+            points = series.setdefault(tag, {})
+            for e in acc.Scalars(tag):
+                if e.value == e.value or e.step not in points:  # NaN: the HPARAMS placeholder
+                    points[e.step] = e.value
+    return {tag: sorted(points.items()) for tag, points in series.items()}
 
 
 def plot_curves(tb_dir: Path, path: Path) -> Path | None:
