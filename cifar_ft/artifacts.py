@@ -57,16 +57,14 @@ def write_metrics(path: Path, metrics: dict) -> Path:
 
 def confusion_figure(matrix: torch.Tensor, class_names: list[str]):
     """Row-normalised confusion matrix (true × predicted) with counts, as a matplotlib figure."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no backend switch, no global figure state
 
     counts = matrix.float()
     rates = counts / counts.sum(1, keepdim=True).clamp_min(1)
     n = len(class_names)
     size = max(5.0, 0.45 * n + 2)
-    fig, ax = plt.subplots(figsize=(size, size * 0.9))
+    fig = Figure(figsize=(size, size * 0.9))
+    ax = fig.add_subplot()
     im = ax.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(n), class_names, rotation=45, ha="right", fontsize=8 if n <= 20 else 5)
     ax.set_yticks(range(n), class_names, fontsize=8 if n <= 20 else 5)

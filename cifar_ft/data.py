@@ -94,6 +94,18 @@ class ImageDataModule(L.LightningDataModule):
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def stored_size(self) -> int | None:
+        """Side (px) of the images as stored before the device-side resize (32 for CIFAR)."""
+        for data in (self.splits or {}).values():
+            if data is not None and data.images is not None:
+                return int(data.images.shape[-1])
+        return getattr(self, "_stored_size", None)
+
+    def preprocessing(self) -> dict:
+        """How an image must be prepared to look like this data to a model: saved in checkpoints."""
+        return {"image_size": self.stored_size, "eval_crop_pct": float(self.eval_crop_pct)}
+
     def setup(self, stage: str | None = None) -> None:
         splits = self._ensure_loaded()
         if stage in (None, "fit"):
@@ -196,7 +208,9 @@ class ImageDataModule(L.LightningDataModule):
         if split in self.features:  # frozen backbone: its features stand in for the images
             return self.features[split][index.to(self.features[split].device)], y
         if not training or not self.augment_enabled:
-            return self.batch_transform(False)(x), y
+            testing = self.trainer is not None and self.trainer.testing
+            # test batches keep their data-set indices: per-image predictions name their image
+            return (self.batch_transform(False)(x), y, index) if testing else (self.batch_transform(False)(x), y)
         seed = self._batch_seed()
         gen = torch.Generator(device=x.device).manual_seed(seed)
         x = self.batch_transform(True)(x, gen)

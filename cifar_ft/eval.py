@@ -14,19 +14,28 @@ from cifar_ft.artifacts import git_commit, to_float_dict, write_metrics
 from cifar_ft.cli import hydra_entry, print_config, report_errors, trainer_settings
 from cifar_ft.errors import ConfigError
 from cifar_ft.module import ImageClassifier
+from cifar_ft.plots import write_test_predictions
 
 log = logging.getLogger("cifar_ft")
 
 
-def checkpoint_hparams(path: str) -> dict:
-    """The model hyperparameters stored in one of our checkpoints."""
+def read_checkpoint(path: str) -> dict:
+    """One of our checkpoints (model hyperparameters checked), loaded on the CPU."""
     if not Path(path).is_file():
         raise ConfigError(f"ckpt_path={path!r}: no such checkpoint file")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    hparams = ckpt.get("hyper_parameters")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - truncated or foreign files raise many types
+        raise ConfigError(f"ckpt_path={path!r} cannot be read as a checkpoint ({type(exc).__name__}: {exc})") from exc
+    hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     if not hparams or "backbone" not in hparams:
         raise ConfigError(f"ckpt_path={path!r} is not a cifar_ft checkpoint (no model hyperparameters)")
-    return dict(hparams)
+    return ckpt
+
+
+def checkpoint_hparams(path: str) -> dict:
+    """The model hyperparameters stored in one of our checkpoints."""
+    return dict(read_checkpoint(path)["hyper_parameters"])
 
 
 def check_classes(ckpt_names: list[str], data_names: list[str], path: str) -> None:
@@ -54,6 +63,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
                     len(datamodule.splits["test"]), "git_commit": git_commit()})
     if trainer.is_global_zero:
         out = write_metrics(Path(cfg.paths.output_dir) / "metrics.json", metrics)
+        if model.test_predictions is not None:
+            write_test_predictions(out.parent / "test_predictions.csv", model.test_predictions, model.class_names)
         log.info("Wrote %s", out)
     return metrics
 

@@ -58,6 +58,7 @@ class ImageClassifier(L.LightningModule):
         self.test_per_class = per_class_accuracy(num_classes)
         self.test_confmat = confusion_matrix(num_classes)
         self.confusion: torch.Tensor | None = None  # filled at the end of test
+        self.test_predictions: torch.Tensor | None = None  # (N, 5) per test image, see _gather_test_rows
         self._channels_last = False
         self._rng_to_restore: dict | None = None
         if compile:
@@ -88,6 +89,9 @@ class ImageClassifier(L.LightningModule):
     # ---- resume --------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["rng_state"] = rng_state()  # dropout/drop-path draws continue exactly on resume
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        if hasattr(datamodule, "preprocessing"):  # lets `cifar_ft.predict` prepare new images alike
+            checkpoint["preprocessing"] = datamodule.preprocessing()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._rng_to_restore = checkpoint.get("rng_state")
@@ -120,14 +124,22 @@ class ImageClassifier(L.LightningModule):
         self.log("val/loss", self.loss(logits, y), on_epoch=True, sync_dist=True)
         self.log_dict(self.val_metrics, on_epoch=True)
 
+    def on_test_epoch_start(self) -> None:
+        self._test_rows: list[torch.Tensor] = []
+
     def test_step(self, batch, batch_idx: int) -> None:
-        x, y = batch
+        x, y, *index = batch
         logits = self(x)
         self.test_metrics.update(logits, y)
         self.test_per_class.update(logits, y)
         self.test_confmat.update(logits, y)
         self.log("test/loss", self.loss(logits, y), on_epoch=True, sync_dist=True)
         self.log_dict(self.test_metrics, on_epoch=True)
+        if index:
+            probs = logits.detach().float().softmax(-1)
+            conf, pred = probs.max(-1)
+            columns = [index[0], y, pred, conf, probs.gather(1, y[:, None]).squeeze(1)]
+            self._test_rows.append(torch.stack([c.double() for c in columns], 1))
 
     def on_test_epoch_end(self) -> None:
         per_class = self.test_per_class.compute()
@@ -135,6 +147,21 @@ class ImageClassifier(L.LightningModule):
         self.confusion = self.test_confmat.compute().cpu()
         self.test_per_class.reset()
         self.test_confmat.reset()
+        self.test_predictions = self._gather_test_rows()
+
+    def _gather_test_rows(self) -> torch.Tensor | None:
+        """(N, 5) float64 rows: index, label, prediction, its probability, the label's probability;
+        from every rank, sorted by index, DDP's padding duplicates dropped."""
+        if not getattr(self, "_test_rows", None):
+            return None
+        rows = torch.cat(self._test_rows)
+        if self.trainer.world_size > 1:
+            rows = self.all_gather(rows).reshape(-1, rows.shape[1])
+        rows = rows.cpu()
+        rows = rows[rows[:, 0].argsort(stable=True)]
+        keep = torch.ones(len(rows), dtype=torch.bool)
+        keep[1:] = rows[1:, 0] != rows[:-1, 0]
+        return rows[keep]
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch

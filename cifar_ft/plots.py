@@ -25,6 +25,16 @@ def write_per_class(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
+def write_test_predictions(path: Path, rows: torch.Tensor, class_names: list[str]) -> None:
+    """test_predictions.csv: one row per test image (its index in the test split), for error analysis."""
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["index", "label", "prediction", "confidence", "label_probability", "correct"])
+        for index, label, pred, conf, p_label in rows.tolist():
+            writer.writerow([int(index), class_names[int(label)], class_names[int(pred)], round(conf, 6),
+                             round(p_label, 6), int(label == pred)])
+
+
 def read_scalars(tb_dir: Path) -> dict[str, list[tuple[int, float]]]:
     """Every scalar series in a TensorBoard directory: tag -> [(step, value)], sorted by step.
 
@@ -45,18 +55,16 @@ def read_scalars(tb_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return {tag: sorted(points.items()) for tag, points in series.items()}
 
 
-def plot_curves(tb_dir: Path, path: Path) -> Path | None:
-    """Loss per iteration; train vs val accuracy and loss per epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def curves_figure(tb_dir: Path):
+    """Loss per iteration; train vs val accuracy and loss per epoch (None without train/loss)."""
+    from matplotlib.figure import Figure  # no pyplot: no backend switch, no global figure state
     from matplotlib.ticker import MaxNLocator
 
     s = read_scalars(tb_dir)
     if "train/loss" not in s:
         return None
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig = Figure(figsize=(15, 4))
+    axes = fig.subplots(1, 3)
     steps, values = zip(*s["train/loss"])
     axes[0].plot(steps, values, lw=0.8)
     axes[0].set(title="train loss per iteration", xlabel="optimizer step", ylabel="loss")
@@ -72,6 +80,13 @@ def plot_curves(tb_dir: Path, path: Path) -> Path | None:
         ax.grid(alpha=0.3)
     axes[0].grid(alpha=0.3)
     fig.tight_layout()
+    return fig
+
+
+def plot_curves(tb_dir: Path, path: Path) -> Path | None:
+    """curves.png of `curves_figure`."""
+    fig = curves_figure(tb_dir)
+    if fig is None:
+        return None
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

@@ -26,7 +26,7 @@ from cifar_ft.cli import (
     resolve_ckpt,
     trainer_settings,
 )
-from cifar_ft.plots import per_class_rows, plot_curves, write_per_class
+from cifar_ft.plots import per_class_rows, plot_curves, write_per_class, write_test_predictions
 
 log = logging.getLogger("cifar_ft")
 register_resolvers()  # before Hydra resolves any config of this process (also joblib workers)
@@ -115,6 +115,8 @@ def log_test_figures(loggers: list, model, output_dir: Path) -> None:
         return
     rows = per_class_rows(confusion, model.class_names)
     write_per_class(output_dir / "per_class.csv", rows)
+    if model.test_predictions is not None:
+        write_test_predictions(output_dir / "test_predictions.csv", model.test_predictions, model.class_names)
     figure = confusion_figure(confusion, model.class_names)
     figure.savefig(output_dir / "confusion_matrix.png", dpi=110)
     table = "| class | precision | recall | f1 | support |\n|---|---|---|---|---|\n" + "\n".join(
