@@ -57,7 +57,8 @@ def write_metrics(path: Path, metrics: dict) -> Path:
 
 def confusion_figure(matrix: torch.Tensor, class_names: list[str]):
     """Row-normalised confusion matrix (true × predicted) with counts, as a matplotlib figure."""
-    from matplotlib.figure import Figure  # no pyplot: no backend switch, no global figure state
+    # No pyplot: no backend switch (notebooks keep theirs), no global figure state to leak.
+    from matplotlib.figure import Figure
 
     counts = matrix.float()
     rates = counts / counts.sum(1, keepdim=True).clamp_min(1)

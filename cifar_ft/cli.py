@@ -1,8 +1,8 @@
 """Entry-point plumbing shared by train/eval: one-line errors, config printing, trainer settings."""
 from __future__ import annotations
 
-import logging
 import errno
+import logging
 import os
 import re
 import signal

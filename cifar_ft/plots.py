@@ -57,7 +57,8 @@ def read_scalars(tb_dir: Path) -> dict[str, list[tuple[int, float]]]:
 
 def curves_figure(tb_dir: Path):
     """Loss per iteration; train vs val accuracy and loss per epoch (None without train/loss)."""
-    from matplotlib.figure import Figure  # no pyplot: no backend switch, no global figure state
+    # No pyplot: no backend switch (notebooks keep theirs), no global figure state to leak.
+    from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
     s = read_scalars(tb_dir)

@@ -26,7 +26,12 @@ from cifar_ft.cli import (
     resolve_ckpt,
     trainer_settings,
 )
-from cifar_ft.plots import per_class_rows, plot_curves, write_per_class, write_test_predictions
+from cifar_ft.plots import (
+    per_class_rows,
+    plot_curves,
+    write_per_class,
+    write_test_predictions,
+)
 
 log = logging.getLogger("cifar_ft")
 register_resolvers()  # before Hydra resolves any config of this process (also joblib workers)

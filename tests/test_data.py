@@ -7,8 +7,8 @@ from hydra.utils import instantiate
 
 from cifar_ft.data import SyntheticDataModule
 from cifar_ft.datasets import stratified_split, synthetic_images
-from cifar_ft.resume import EpochShuffleSampler
 from cifar_ft.errors import ConfigError, find_user_error
+from cifar_ft.resume import EpochShuffleSampler
 from cifar_ft.transforms import BatchTransform, mix_batch
 
 
