@@ -61,14 +61,14 @@ class Snapshot(L.Callback):
 
 
 class SignalAt(L.Callback):
-    """Sends `signal` to this very process right after optimizer step `step` (SIGKILL: a hard crash)."""
+    """Sends `signal` to this very process during the optimizer step that makes global_step `step`
+    (SIGKILL: a hard crash mid-step; SIGTERM/SIGINT: the run must stop right after that step)."""
 
-    def __init__(self, step: int, signal: str = "SIGKILL") -> None:
-        self.step, self.signal = step, signal
+    def __init__(self, step: int, signal: str = "SIGKILL", rank: int | None = None) -> None:
+        self.step, self.signal, self.rank = step, signal, rank  # rank: only that DDP rank is signalled
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,
-                           batch_idx: int) -> None:
-        if trainer.global_step == self.step:
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        if trainer.global_step == self.step - 1 and self.rank in (None, trainer.global_rank):
             os.kill(os.getpid(), getattr(signal, self.signal))
 
 

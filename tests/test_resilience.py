@@ -144,3 +144,18 @@ def test_checkpoint_killed_while_writing_leaves_the_previous_one_loadable(tmp_pa
     plain = tmp_path / "plain" / "last.ckpt"
     plain.parent.mkdir()
     assert kill_while_writing(plain, "plain").startswith("unloadable")
+
+
+def test_ddp_sigterm_to_one_rank_stops_all_ranks_at_one_step_and_resumes_exactly(tmp_path):
+    """Two gloo processes; only rank 0 is signalled (e.g. `kill` of the launching process)."""
+    ddp = ["trainer=ddp_cpu", "trainer.devices=2"]  # 200 images per rank / 32: 6 steps per epoch
+    reference = tmp_path / "reference"
+    assert cli(reference, *ddp).returncode == 0
+    run_dir = tmp_path / "preempted"
+    proc = cli(run_dir, *ddp, *signal_at(4, "SIGTERM"), "+callbacks.signal.rank=0")
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr[-3000:]
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 4
+    proc = cli(run_dir, *ddp, "ckpt_path=last")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    want, got = state(reference / "checkpoints" / "last.ckpt"), state(run_dir / "checkpoints" / "last.ckpt")
+    assert all(torch.equal(want[k], got[k]) for k in want)
