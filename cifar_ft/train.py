@@ -26,6 +26,7 @@ from cifar_ft.cli import (
     resolve_ckpt,
     trainer_settings,
 )
+from cifar_ft.errors import ConfigError
 from cifar_ft.plots import (
     per_class_rows,
     plot_curves,
@@ -81,7 +82,7 @@ def train(cfg: DictConfig) -> float | None:
                                      **trainer_settings(cfg.trainer))
     log_hparams(loggers, cfg, [cfg.optimized_metric, "test/acc", "test/f1_macro"])
     fit_start = time.time()
-    trainer.fit(model, datamodule=datamodule, ckpt_path=resolve_ckpt(cfg.get("ckpt_path"), output_dir),
+    trainer.fit(model, datamodule=datamodule, ckpt_path=resolve_ckpt(resume_target(cfg), output_dir),
                 weights_only=False)  # our own checkpoints: optimizer groups and callback state
     fit_time = time.time() - fit_start
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -96,6 +97,17 @@ def train(cfg: DictConfig) -> float | None:
         log.info("Test: %s", {k: round(v, 4) for k, v in metrics.items() if k.count("/") == 1 and k[:5] == "test/"})
         log.info("Run directory: %s", output_dir)
     return metrics.get(f"{cfg.optimized_metric}_best")
+
+
+def resume_target(cfg: DictConfig) -> str | None:
+    """`resume=true` is `ckpt_path=last`; both at once must not disagree."""
+    ckpt_path = cfg.get("ckpt_path")
+    if not cfg.get("resume"):
+        return ckpt_path
+    if ckpt_path not in (None, "", "last"):
+        raise ConfigError(f"resume=true resumes checkpoints/last.ckpt but ckpt_path={ckpt_path!r} names another; "
+                          "set only one of them")
+    return "last"
 
 
 def run_facts(cfg: DictConfig, trainer: L.Trainer, start: float, best: str, best_score) -> dict:

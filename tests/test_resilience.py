@@ -159,3 +159,15 @@ def test_ddp_sigterm_to_one_rank_stops_all_ranks_at_one_step_and_resumes_exactly
     assert proc.returncode == 0, proc.stderr[-3000:]
     want, got = state(reference / "checkpoints" / "last.ckpt"), state(run_dir / "checkpoints" / "last.ckpt")
     assert all(torch.equal(want[k], got[k]) for k in want)
+
+
+def test_resume_true_continues_in_the_same_run_directory(cfg_factory):
+    from cifar_ft.train import train
+
+    train(cfg_factory("trainer.max_epochs=1", name="run"))
+    out = cfg_factory(name="run").paths.output_dir
+    assert torch.load(f"{out}/checkpoints/last.ckpt", weights_only=False)["global_step"] == STEPS_PER_EPOCH
+    train(cfg_factory("trainer.max_epochs=2", "resume=true", name="run"))
+    assert torch.load(f"{out}/checkpoints/last.ckpt", weights_only=False)["global_step"] == 2 * STEPS_PER_EPOCH
+    with pytest.raises(Exception, match="resume=true resumes checkpoints/last.ckpt but ckpt_path='x.ckpt'"):
+        train(cfg_factory("resume=true", "ckpt_path=x.ckpt", name="run"))
