@@ -19,31 +19,29 @@ class StopOnNonFiniteLoss(L.Callback):
 
     def __init__(self, check_every_n_steps: int = 1) -> None:
         self.every = max(1, int(check_every_n_steps))
-        self._bad: torch.Tensor | None = None
-        self._first: torch.Tensor | None = None  # the first bad step (device tensor, -1: none)
+        self._first: torch.Tensor | None = None  # first step with a non-finite loss (device tensor; -1: none)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,
                            batch_idx: int) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is None:
             return
-        bad = ~torch.isfinite(loss.detach())
-        if self._bad is None:
-            self._bad, self._first = torch.zeros_like(bad), torch.full_like(loss, -1.0, dtype=torch.float64)
+        if self._first is None:
+            self._first = torch.full((), -1, dtype=torch.long, device=loss.device)
         step = trainer.global_step - 1  # the optimizer step this loss belongs to (already taken)
-        self._first = torch.where(bad & ~self._bad, torch.full_like(self._first, step), self._first)
-        self._bad |= bad
+        new = ~torch.isfinite(loss.detach()) & (self._first < 0)
+        self._first = torch.where(new, torch.full_like(self._first, step), self._first)  # no host sync
         last = batch_idx + 1 >= trainer.num_training_batches
         if trainer.global_step % self.every == 0 or last:
             self._check(trainer, loss)
 
     def _check(self, trainer: L.Trainer, loss: torch.Tensor) -> None:
-        bad = bool(self._bad.item())
+        step = int(self._first.item())
+        bad = step >= 0
         if trainer.world_size > 1:  # every rank must stop at the same step
             bad = trainer.strategy.reduce_boolean_decision(bad, all=False)
         if not bad:
             return
-        step = int(self._first.item())
         step = step if step >= 0 else trainer.global_step - 1  # this rank's losses were finite
         lrs = ", ".join(f"{g.get('name', i)} {g['lr']:.3g}" for opt in trainer.optimizers
                         for i, g in enumerate(opt.param_groups))

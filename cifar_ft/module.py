@@ -59,6 +59,7 @@ class ImageClassifier(L.LightningModule):
         self.test_confmat = confusion_matrix(num_classes)
         self.confusion: torch.Tensor | None = None  # filled at the end of test
         self.test_predictions: torch.Tensor | None = None  # (N, 5) per test image, see _gather_test_rows
+        self._test_rows: list[torch.Tensor] = []
         self._channels_last = False
         self._rng_to_restore: dict | None = None
         if compile:
@@ -125,7 +126,7 @@ class ImageClassifier(L.LightningModule):
         self.log_dict(self.val_metrics, on_epoch=True)
 
     def on_test_epoch_start(self) -> None:
-        self._test_rows: list[torch.Tensor] = []
+        self._test_rows = []
 
     def test_step(self, batch, batch_idx: int) -> None:
         x, y, *index = batch
@@ -152,7 +153,7 @@ class ImageClassifier(L.LightningModule):
     def _gather_test_rows(self) -> torch.Tensor | None:
         """(N, 5) float64 rows: index, label, prediction, its probability, the label's probability;
         from every rank, sorted by index, DDP's padding duplicates dropped."""
-        if not getattr(self, "_test_rows", None):
+        if not self._test_rows:
             return None
         rows = torch.cat(self._test_rows)
         if self.trainer.world_size > 1:
