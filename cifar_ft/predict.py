@@ -6,20 +6,18 @@ import json
 import logging
 from pathlib import Path
 
-import hydra
 import torch
 from omegaconf import DictConfig, ListConfig
+from torch import nn
 
-from cifar_ft.cli import hydra_entry, report_errors
-from cifar_ft.errors import ConfigError
-from cifar_ft.eval import read_checkpoint
-from cifar_ft.folders import decode_image
-from cifar_ft.module import ImageClassifier
-from cifar_ft.transforms import BatchTransform
+from cifar_ft.data.image_folder import BAD_IMAGE_POLICIES
+from cifar_ft.data.images import IMAGE_SUFFIXES, decode_image
+from cifar_ft.data.transforms import BatchTransform
+from cifar_ft.errors import ConfigError, check_choice
+from cifar_ft.runs.checkpoints import load_classifier, read_checkpoint
+from cifar_ft.runs.entry import command
 
 log = logging.getLogger("cifar_ft")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
-BAD_IMAGE_POLICIES = ("skip", "error")
 
 
 def find_images(inputs: list[str]) -> list[Path]:
@@ -30,7 +28,7 @@ def find_images(inputs: list[str]) -> list[Path]:
         if path.is_dir():
             images = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
             if not images:
-                raise ConfigError(f"inputs: directory {item!r} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+                raise ConfigError(f"inputs: directory {item!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
             found += images
         elif path.is_file():
             found.append(path)
@@ -58,7 +56,7 @@ def load_images(paths: list[Path], size: int, on_bad_image: str) -> tuple[list[P
 
 
 @torch.inference_mode()
-def classify(model: ImageClassifier, images: torch.Tensor, transform: BatchTransform, batch_size: int,
+def classify(model: nn.Module, images: torch.Tensor, transform: BatchTransform, batch_size: int,
              device: torch.device) -> torch.Tensor:
     """Class probabilities (N, num_classes), float32 on the CPU."""
     model.eval().to(device)
@@ -105,8 +103,7 @@ def print_table(rows: list[dict]) -> None:
 
 
 def predict(cfg: DictConfig) -> list[dict]:
-    if cfg.on_bad_image not in BAD_IMAGE_POLICIES:
-        raise ConfigError(f"on_bad_image={cfg.on_bad_image!r} is not valid; valid: {', '.join(BAD_IMAGE_POLICIES)}")
+    check_choice("on_bad_image", cfg.on_bad_image, BAD_IMAGE_POLICIES)
     if int(cfg.top_k) < 1:
         raise ConfigError(f"top_k={cfg.top_k} must be >= 1")
     ckpt = read_checkpoint(cfg.ckpt_path)
@@ -116,8 +113,7 @@ def predict(cfg: DictConfig) -> list[dict]:
                                          cfg.on_bad_image)
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
                           else "cpu" if cfg.device == "auto" else cfg.device)
-    model = ImageClassifier.load_from_checkpoint(cfg.ckpt_path, map_location="cpu", pretrained=False,
-                                                 compile=False, weights_only=False)
+    model = load_classifier(cfg.ckpt_path)
     transform = BatchTransform(hp["input_size"], hp["mean"], hp["std"], train=False, preset="none",
                                eval_crop_pct=float(prep.get("eval_crop_pct", 1.0)))
     probs = classify(model, images, transform, int(cfg.batch_size), device)
@@ -128,10 +124,7 @@ def predict(cfg: DictConfig) -> list[dict]:
     return rows
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
-def main(cfg: DictConfig) -> None:
-    report_errors(predict, cfg)
-
+main = command(predict, "predict")
 
 if __name__ == "__main__":
-    hydra_entry(main)
+    main()

@@ -5,10 +5,11 @@ import os
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+from cifar_ft.runs.compose import CONF_DIR, compose_config
+
+ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
 
 # A fast synthetic setup: 10 classes, 32 px, a few hundred images, tiny timm ResNet (with BN).
@@ -16,13 +17,11 @@ FAST = ["experiment=smoke", "data.train_size=480", "data.val_size=80", "data.tes
         "data.batch_size=32", "trainer.num_sanity_val_steps=0", "trainer.enable_progress_bar=false",
         "trainer.enable_model_summary=false", "~callbacks.progress_bar"]
 
+__all__ = ["CONF_DIR", "FAST", "ROOT", "make_cfg"]
+
 
 def make_cfg(overrides: list[str], output_dir: Path, config_name: str = "train") -> DictConfig:
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name=config_name, overrides=overrides)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-    return cfg
+    return compose_config(overrides, output_dir, config_name)
 
 
 @pytest.fixture

@@ -1,18 +1,18 @@
 """python -m cifar_ft.bench {transfer,speed} [options]; see --help of each."""
 from __future__ import annotations
 
+import importlib
 import sys
+
+# benchmark name -> module with main(argv)
+COMMANDS = {"transfer": "cifar_ft.bench.transfer", "speed": "cifar_ft.bench.speed"}
 
 
 def main(argv: list[str]) -> None:
-    if not argv or argv[0] not in ("transfer", "speed"):
-        print("usage: python -m cifar_ft.bench {transfer,speed} [--help]", file=sys.stderr)
+    if not argv or argv[0] not in COMMANDS:
+        print(f"usage: python -m cifar_ft.bench {{{','.join(COMMANDS)}}} [--help]", file=sys.stderr)
         sys.exit(2)
-    if argv[0] == "transfer":
-        from cifar_ft.bench.transfer import main as run
-    else:
-        from cifar_ft.bench.speed import main as run
-    run(argv[1:])
+    importlib.import_module(COMMANDS[argv[0]]).main(argv[1:])
 
 
 if __name__ == "__main__":

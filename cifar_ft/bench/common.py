@@ -1,22 +1,10 @@
-"""Shared by the benchmarks: composing our real configs, locating the shared data, printing tables."""
+"""Shared by the benchmarks: locating the shared data, printing and saving tables."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig, open_dict
-
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10-train-jpeg.zip"
-
-
-def compose_cfg(overrides: list[str], output_dir: Path) -> DictConfig:
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
-    return cfg
 
 
 def data_root(path: str | None) -> str:

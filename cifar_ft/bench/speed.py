@@ -19,9 +19,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from cifar_ft.bench.common import compose_cfg, data_root, print_table, save_json
-from cifar_ft.datasets import ImageSet, TensorImageDataset, collate_batch
-from cifar_ft.transforms import BatchTransform
+from cifar_ft.bench.common import data_root, print_table, save_json
+from cifar_ft.data.image_folder import ImageFolderDataModule
+from cifar_ft.data.images import ImageSet, TensorImageDataset, collate_batch
+from cifar_ft.data.transforms import BatchTransform
+from cifar_ft.runs.compose import compose_config
+from cifar_ft.train import train
 
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
@@ -72,7 +75,7 @@ def data_path(images: torch.Tensor, labels: torch.Tensor, device: torch.device, 
     ours_tf = BatchTransform(224, MEAN, STD, train=True, preset="basic", out_dtype=dtype, reuse_buffers=True)
     base = rate(tutorial, device, batches)
     fast = rate(ours, device, batches * 3, ours_tf)
-    return [{"row": "1 data path @224: tutorial (PIL, %d workers)" % workers, "value": base, "unit": "img/s"},
+    return [{"row": f"1 data path @224: tutorial (PIL, {workers} workers)", "value": base, "unit": "img/s"},
             {"row": f"1 data path @224: ours (uint8 batched, {dtype})".replace("torch.", ""), "value": fast,
              "unit": "img/s", "ratio": fast / base}]
 
@@ -99,12 +102,10 @@ def plain_loop(model, x: torch.Tensor, y: torch.Tensor, steps: int, precision: s
 def lightning_rate(model_overrides: list[str], batch: int, steps: int, out: Path, device: str) -> dict:
     """Our real run (train(cfg)) over in-memory data of the model's input size; images/s from the
     throughput monitor (first batch excluded), MFU on GPU."""
-    from cifar_ft.train import train
-
     size_arg = [o for o in model_overrides if o.startswith("model.input_size=")]
     size = int(size_arg[0].split("=")[1]) if size_arg else 224
     # 3 epochs of `steps` batches; the rate is the last epoch's (start-up and autotuning excluded)
-    cfg = compose_cfg(["experiment=smoke", *model_overrides, f"trainer.accelerator={device}",
+    cfg = compose_config(["experiment=smoke", *model_overrides, f"trainer.accelerator={device}",
                        "data=synthetic", f"data.image_size={size}", f"data.train_size={batch * (steps + 1) + 64}",
                        "data.val_size=64", f"data.test_size={batch}", f"data.batch_size={batch}", "data.augment=none",
                        "trainer.max_epochs=3", "callbacks.freeze.freeze_epochs=0", "trainer.num_sanity_val_steps=0",
@@ -120,7 +121,7 @@ def lightning_rate(model_overrides: list[str], batch: int, steps: int, out: Path
 def training_step(model_overrides: list[str], batch: int, steps: int, out: Path, device: torch.device) -> list[dict]:
     from hydra.utils import instantiate
 
-    cfg = compose_cfg(["experiment=smoke", *model_overrides], out / "plain")
+    cfg = compose_config(["experiment=smoke", *model_overrides], out / "plain")
     model = instantiate(cfg.model, num_classes=10, optimizer=None, scheduler=None).to(device)
     model.setup("fit")  # channels_last for CNNs, as in our run
     size = cfg.model.input_size
@@ -137,8 +138,6 @@ def training_step(model_overrides: list[str], batch: int, steps: int, out: Path,
 
 def frozen_epochs(root: str, out: Path, device: str, images: int) -> list[dict]:
     """Fit wall time: 5 frozen epochs cached / uncached, and 1 uncached frozen epoch."""
-    from cifar_ft.train import train
-
     base = ["experiment=cpu_transfer", f"data.root={root}", f"data.max_train_images={images}",
             "data.val_size=500", "data.test_size=500", "trainer.enable_progress_bar=false",
             f"trainer.accelerator={device}"]
@@ -148,7 +147,7 @@ def frozen_epochs(root: str, out: Path, device: str, images: int) -> list[dict]:
                                        "callbacks.freeze.feature_cache=false"],
                         "1 uncached": ["trainer.max_epochs=1", "callbacks.freeze.freeze_epochs=1",
                                        "callbacks.freeze.feature_cache=false"]}.items():
-        train(compose_cfg([*base, *extra], out / name.replace(" ", "_")))
+        train(compose_config([*base, *extra], out / name.replace(" ", "_")))
         times[name] = json.loads((out / name.replace(" ", "_") / "metrics.json").read_text())["fit_time_s"]
     one = times["1 uncached"]
     return [{"row": f"3 frozen epochs ({images} imgs): {k}", "value": v, "unit": "s fit", "ratio": v / one}
@@ -192,8 +191,6 @@ def main(argv: list[str]) -> None:
     workers = torch.get_num_threads() if device.type == "cpu" else 8
     rows = Rows()
     if "1" in args.rows:
-        from cifar_ft.folder_data import ImageFolderDataModule
-
         dm = ImageFolderDataModule(root=root, input_size=32, mean=MEAN, std=STD, max_train_images=5000,
                                    val_size=0.01, test_size=0.01)
         train_set = dm._ensure_loaded()["train"]

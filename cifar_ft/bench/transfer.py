@@ -20,13 +20,15 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from cifar_ft.bench.common import compose_cfg, data_root, print_table, save_json
+from cifar_ft.backbones import create_backbone
+from cifar_ft.bench.common import data_root, print_table, save_json
+from cifar_ft.data.image_folder import FolderSource
+from cifar_ft.runs.compose import compose_config
+from cifar_ft.train import train
 
 
 def run_ours(root: str, out: Path, overrides: list[str]) -> dict:
-    from cifar_ft.train import train
-
-    cfg = compose_cfg(["experiment=cpu_transfer", f"data.root={root}", "trainer.enable_progress_bar=false",
+    cfg = compose_config(["experiment=cpu_transfer", f"data.root={root}", "trainer.enable_progress_bar=false",
                        *overrides], out)
     start = time.perf_counter()
     train(cfg)
@@ -46,8 +48,6 @@ class PathImages(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int):
-        from cifar_ft.folders import FolderSource
-
         if self.source is None:
             self.source = FolderSource(self.root)
         src = self.source.read(self.paths[i])
@@ -60,7 +60,6 @@ def tutorial_loop(cfg, budget_s: float, workers: int) -> dict:
     """The common tutorial: PIL Resize/Flip/ToTensor/Normalize, Adam(lr=1e-3), full fine-tuning."""
     import torchvision.transforms as T
 
-    from cifar_ft.backbones import create_backbone
 
     dm = instantiate(cfg.data)
     splits = dm._ensure_loaded()
@@ -120,8 +119,8 @@ def main(argv: list[str]) -> None:
          "wall_s": c["wall_s"]},
     ]
     test_n = len(instantiate(a["cfg"].data)._ensure_loaded()["test"])
-    print_table(rows, ["run", "test_acc", "wall_s"],
-                f"Transfer learning on real CIFAR-10 ({test_n} held-out test images, {torch.get_num_threads()} threads)")
+    title = f"Transfer learning on real CIFAR-10 ({test_n} held-out test images, {torch.get_num_threads()} threads)"
+    print_table(rows, ["run", "test_acc", "wall_s"], title)
     print(f"pretrained - scratch: {100 * (a['test_acc'] - b['test_acc']):+.1f} points; "
           f"pretrained - tutorial: {100 * (a['test_acc'] - c['test_acc']):+.1f} points")
     save_json(rows, out / "results.json")

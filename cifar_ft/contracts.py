@@ -1,0 +1,89 @@
+"""The written contracts between parts that must not import each other (a leaf: imports nothing of ours).
+
+`callbacks`, `data` and `models` are independent layers: a callback never imports the datamodule or
+the LightningModule class it works with. What it relies on is stated here, as Protocols that the
+concrete classes satisfy structurally (`ImageDataModule`, `ImageClassifier`); tests check that they do.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+
+@runtime_checkable
+class FrozenPhaseData(Protocol):
+    """What the freeze schedule, the feature cache and the run plumbing need from a datamodule.
+
+    When the hooks are called:
+    - `set_augment(False)` at the start of a frozen epoch (FreezeSchedule, `augment_frozen=false`):
+      training batches then get the deterministic eval transform; `set_augment(True)` once unfrozen.
+    - `cache_features(split, feats)` after the feature cache computed `feats` (N, F) for every
+      image of `split` in index order (at the start of the first frozen epoch); from then on,
+      batches of that split are `(feats[index], labels)` instead of images.
+    - `clear_features()` when the backbone unfreezes: batches are images again.
+    - `preprocessing()` when a checkpoint is saved: how new images must be prepared to look like
+      this data (stored side in px, eval crop), for `cifar_ft.predict`.
+    """
+
+    def set_augment(self, enabled: bool) -> None: ...
+
+    def augmenting(self) -> bool: ...
+
+    def cache_features(self, split: str, features: torch.Tensor) -> None: ...
+
+    def clear_features(self) -> None: ...
+
+    def cached_splits(self) -> list[str]: ...
+
+    def split_size(self, split: str) -> int:
+        """Images in `split` (0 if the split is absent)."""
+
+    def ordered_loader(self, split: str) -> DataLoader:
+        """Every image of `split` once, in index order, un-augmented: batches (uint8 images, labels, index)."""
+
+    def eval_transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """uint8 images (B, 3, h, w) on the model's device -> normalised model input."""
+
+    def preprocessing(self) -> dict: ...
+
+
+@runtime_checkable
+class FinetunableModule(Protocol):
+    """What the freeze schedule, the feature cache and the throughput meter need from the module.
+
+    - `backbone`: the pretrained part, whose parameters the freeze schedule freezes and unfreezes;
+      `head`: the fresh classifier on top (always trained).
+    - `features(x)`: backbone features (B, F) of a normalised image batch, in the module's memory
+      format (what the feature cache stores).
+    - `add_backbone_groups(optimizer, names, tag, step)`: add those backbone parameters to the
+      optimizer as param groups named `tag` (and `tag/no_decay`), each at its own peak LR (the base
+      LR x its `lr_scale`), warming up from optimizer step `step`; the freeze schedule calls it when
+      it unfreezes a layer group, then refreshes the LR schedulers.
+    - `input_size`: side in px of the images the backbone takes (for FLOP counts).
+    """
+
+    backbone: nn.Module
+    head: nn.Module
+
+    @property
+    def device(self) -> torch.device: ...
+
+    @property
+    def input_size(self) -> int: ...
+
+    def features(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def add_backbone_groups(self, optimizer: torch.optim.Optimizer, names: list[str], tag: str,
+                            step: int) -> None: ...
+
+
+@runtime_checkable
+class RunFacts(Protocol):
+    """A callback with `run_facts()` adds its entries (name -> number) to a training run's
+    metrics.json, read once after fit (e.g. images/s and MFU from the throughput meter)."""
+
+    def run_facts(self) -> dict[str, float]: ...

@@ -1,0 +1,111 @@
+"""Images as uint8 tensors (N, 3, H, W) + int64 labels, the datasets that serve them, and decoding.
+
+Everything downstream works on uint8 batches; float conversion, resizing and normalisation happen
+per batch on the training device (see `transforms.py`), which keeps host memory and workers cheap.
+"""
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
+
+
+@dataclass
+class ImageSet:
+    """Images (uint8, N×3×H×W) with labels; `paths` set for lazily decoded folders."""
+
+    images: torch.Tensor | None
+    labels: torch.Tensor
+    paths: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, idx: torch.Tensor) -> ImageSet:
+        images = self.images[idx] if self.images is not None else None
+        paths = [self.paths[i] for i in idx.tolist()] if self.paths is not None else None
+        return ImageSet(images, self.labels[idx], paths)
+
+
+class TensorImageDataset(Dataset):
+    """Indexes an in-memory ImageSet; `__getitems__` slices whole batches at once (no per-item collate).
+
+    Items are (image uint8, label, index): the index lets cached backbone features stand in for images."""
+
+    def __init__(self, data: ImageSet, sample_transform: Callable | None = None) -> None:
+        self.data = data
+        self.sample_transform = sample_transform
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        img = self.data.images[i]
+        return (self.sample_transform(img) if self.sample_transform else img), self.data.labels[i], i
+
+    def __getitems__(self, idx: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        index = torch.as_tensor(idx, dtype=torch.long)
+        images = self.data.images[index]
+        if self.sample_transform is not None:
+            images = torch.stack([self.sample_transform(img) for img in images])
+        return images, self.data.labels[index], index
+
+
+class FileImageDataset(Dataset):
+    """Decodes image files on demand (folders too large for the in-memory cache). `open_source()`
+    is called once per worker process (zip handles do not survive a fork); its `read(name)` gives
+    bytes or a path."""
+
+    def __init__(self, data: ImageSet, open_source: Callable[[], object], size: int,
+                 sample_transform: Callable | None = None) -> None:
+        self.data, self.open_source, self.size, self.sample_transform = data, open_source, size, sample_transform
+        self._source = None
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        if self._source is None:
+            self._source = self.open_source()
+        img = decode_image(self._source.read(self.data.paths[i]), self.size)
+        if img is None:  # broke after the scan: a black image keeps the batch shape
+            img = torch.zeros(3, self.size, self.size, dtype=torch.uint8)
+        return (self.sample_transform(img) if self.sample_transform else img), self.data.labels[i], i
+
+
+def collate_batch(batch):
+    """DataLoader collate for datasets whose `__getitems__` already returns a stacked batch."""
+    if isinstance(batch, tuple):
+        return batch
+    return torch.utils.data.default_collate(batch)
+
+
+def decode_image(src: bytes | str, size: int | None) -> torch.Tensor | None:
+    """Decode to uint8 (3, H, W) RGB; with `size`, resize the shorter side and center-crop square.
+    None if the file cannot be read as an image."""
+    try:
+        with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as im:
+            im = im.convert("RGB")
+            if size is not None and im.size != (size, size):
+                scale = size / min(im.size)
+                w, h = max(size, round(im.width * scale)), max(size, round(im.height * scale))
+                im = im.resize((w, h), Image.BICUBIC, reducing_gap=3.0)
+                left, top = (w - size) // 2, (h - size) // 2
+                im = im.crop((left, top, left + size, top + size))
+            arr = np.asarray(im, dtype=np.uint8)
+    except Exception:  # noqa: BLE001 - PIL raises many types for corrupt files
+        return None
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1)
+
+
+def fits_in_memory(count: int, size: int, limit_gb: float) -> bool:
+    """Whether `count` uint8 RGB images of `size`² fit in the in-memory cache budget (GB)."""
+    return count * 3 * size * size / 1e9 <= limit_gb and math.isfinite(limit_gb)

@@ -1,0 +1,1 @@
+"""The LightningModule (backbone + fresh head), its parameter groups, LR schedules and metrics."""

@@ -1,0 +1,210 @@
+"""The LightningModule: pretrained backbone + one fresh linear head, AdamW/cosine, torchmetrics."""
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+from cifar_ft.backbones import create_backbone, no_weight_decay_names, prefers_channels_last
+from cifar_ft.errors import ConfigError, check_choice
+from cifar_ft.models.metrics import classification_metrics, confusion_matrix, per_class_accuracy
+from cifar_ft.models.optim import build_optimizer, join_param_groups, param_groups
+from cifar_ft.models.rng import rng_state, set_rng_state
+
+log = logging.getLogger(__name__)
+
+
+# model.head_init -> weight init of the fresh head (its bias starts at zero, except `default`)
+HEAD_INITS: dict[str, Callable[[nn.Linear], None]] = {
+    "trunc_normal": lambda head: nn.init.trunc_normal_(head.weight, std=0.02),
+    "zeros": lambda head: nn.init.zeros_(head.weight),
+    "xavier": lambda head: nn.init.xavier_uniform_(head.weight),
+    "default": lambda head: None,  # nn.Linear's own (Kaiming-uniform weight and bias)
+}
+
+
+class ImageClassifier(L.LightningModule):
+    """`backbone` (features) -> dropout -> `head` (nn.Linear(num_features, num_classes)).
+
+    `input_size`, `mean`, `std` and `batch_size` describe how the backbone wants its input; they are
+    stored with the checkpoint so evaluation rebuilds the same transforms. `optimizer` is a factory
+    called on param groups (a partial of torch.optim.X holding lr, weight decay, ...); each group
+    carries its `lr_scale`. Implements the `FinetunableModule` contract (cifar_ft.contracts).
+    """
+
+    def __init__(self, backbone: str, num_classes: int, pretrained: bool | str = True,
+                 source: str = "timm", input_size: int = 224,
+                 mean: tuple[float, ...] = (0.485, 0.456, 0.406),
+                 std: tuple[float, ...] = (0.229, 0.224, 0.225), batch_size: int = 128,
+                 head_dropout: float = 0.0, head_init: str = "trunc_normal", drop_path_rate: float = 0.0,
+                 backbone_lr_mult: float = 0.1, label_smoothing: float = 0.1,
+                 class_names: list[str] | None = None, optimizer: Callable | None = None,
+                 scheduler: Callable | None = None, compile: bool = False,
+                 channels_last: bool = True) -> None:
+        super().__init__()
+        if num_classes < 2:
+            raise ConfigError(f"num_classes={num_classes}: need at least 2 classes")
+        if class_names is not None and len(class_names) != num_classes:
+            raise ConfigError(f"{len(class_names)} class names for num_classes={num_classes}")
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.backbone = create_backbone(backbone, pretrained, source, input_size, drop_path_rate)
+        self.dropout = nn.Dropout(head_dropout)
+        self.head = nn.Linear(self.backbone.num_features, num_classes)
+        init = HEAD_INITS[check_choice("model.head_init", head_init, HEAD_INITS)]
+        if head_init != "default":
+            init(self.head)
+            nn.init.zeros_(self.head.bias)
+        self.class_names = list(class_names or [str(i) for i in range(num_classes)])
+        self.train_metrics = classification_metrics(num_classes, "train")
+        self.val_metrics = classification_metrics(num_classes, "val")
+        self.test_metrics = classification_metrics(num_classes, "test")
+        self.test_per_class = per_class_accuracy(num_classes)
+        self.test_confmat = confusion_matrix(num_classes)
+        self.confusion: torch.Tensor | None = None  # filled at the end of test
+        self.test_predictions: torch.Tensor | None = None  # (N, 5) per test image, see _gather_test_rows
+        self._test_rows: list[torch.Tensor] = []
+        self._channels_last = False
+        self._rng_to_restore: dict | None = None
+        if compile:
+            self.backbone.compile()  # in place: state_dict keys keep no `_orig_mod.` prefix
+
+    # ---- forward / loss ------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (B, 3, H, W) -> logits; precomputed features (B, F) go straight to the head."""
+        feats = x if x.ndim == 2 else self.features(x)
+        return self.head(self.dropout(feats))
+
+    @property
+    def input_size(self) -> int:
+        return int(self.hparams.input_size)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Backbone features (B, F) of a normalised image batch."""
+        if self._channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.backbone(x)
+
+    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        # Soft targets (mixup/cutmix) and hard labels both go through one smoothed cross-entropy.
+        return F.cross_entropy(logits.float(), target, label_smoothing=self.hparams.label_smoothing)
+
+    def setup(self, stage: str) -> None:
+        if self.hparams.channels_last and prefers_channels_last(self.backbone):
+            self._channels_last = True
+            self.backbone.to(memory_format=torch.channels_last)
+
+    # ---- resume --------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["rng_state"] = rng_state()  # dropout/drop-path draws continue exactly on resume
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._rng_to_restore = checkpoint.get("rng_state")
+
+    def on_train_start(self) -> None:
+        # Applied here, after setup and the feature cache, right before the next training batch.
+        if self._rng_to_restore is not None:
+            set_rng_state(self._rng_to_restore)
+            self._rng_to_restore = None
+
+    # ---- steps ---------------------------------------------------------------------------
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = self.loss(logits, y)
+        hard = y.argmax(-1) if y.ndim == 2 else y
+        self.train_metrics.update(logits.detach(), hard)
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
+        self.log("train/loss_epoch", loss, on_step=False, on_epoch=True)
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log_dict(self.train_metrics.compute(), sync_dist=True)
+        self.train_metrics.reset()
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        x, y = batch
+        logits = self(x)
+        self.val_metrics.update(logits, y)
+        self.log("val/loss", self.loss(logits, y), on_epoch=True, sync_dist=True)
+        self.log_dict(self.val_metrics, on_epoch=True)
+
+    def on_test_epoch_start(self) -> None:
+        self._test_rows = []
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        x, y, *index = batch
+        logits = self(x)
+        self.test_metrics.update(logits, y)
+        self.test_per_class.update(logits, y)
+        self.test_confmat.update(logits, y)
+        self.log("test/loss", self.loss(logits, y), on_epoch=True, sync_dist=True)
+        self.log_dict(self.test_metrics, on_epoch=True)
+        if index:
+            probs = logits.detach().float().softmax(-1)
+            conf, pred = probs.max(-1)
+            columns = [index[0], y, pred, conf, probs.gather(1, y[:, None]).squeeze(1)]
+            self._test_rows.append(torch.stack([c.double() for c in columns], 1))
+
+    def on_test_epoch_end(self) -> None:
+        per_class = self.test_per_class.compute()
+        self.log_dict({f"test/acc_class/{n}": v for n, v in zip(self.class_names, per_class)})
+        self.confusion = self.test_confmat.compute().cpu()
+        self.test_per_class.reset()
+        self.test_confmat.reset()
+        self.test_predictions = self._gather_test_rows()
+
+    def _gather_test_rows(self) -> torch.Tensor | None:
+        """(N, 5) float64 rows: index, label, prediction, its probability, the label's probability;
+        from every rank, sorted by index, DDP's padding duplicates dropped."""
+        if not self._test_rows:
+            return None
+        rows = torch.cat(self._test_rows)
+        if self.trainer.world_size > 1:
+            rows = self.all_gather(rows).reshape(-1, rows.shape[1])
+        rows = rows.cpu()
+        rows = rows[rows[:, 0].argsort(stable=True)]
+        keep = torch.ones(len(rows), dtype=torch.bool)
+        keep[1:] = rows[1:, 0] != rows[:-1, 0]
+        return rows[keep]
+
+    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self(x).softmax(-1)
+
+    # ---- optimisation --------------------------------------------------------------------
+    def backbone_param_groups(self, names: list[str], tag: str) -> list[dict]:
+        """Decay / no-decay groups for the named backbone parameters, at `backbone_lr_mult` x the base LR."""
+        params = dict(self.backbone.named_parameters())
+        return param_groups([(n, params[n]) for n in names], tag, self.hparams.backbone_lr_mult,
+                            no_weight_decay_names(self.backbone))
+
+    def add_backbone_groups(self, optimizer: torch.optim.Optimizer, names: list[str], tag: str,
+                            step: int) -> None:
+        """The `FinetunableModule` contract: the named backbone parameters join mid-run."""
+        join_param_groups(optimizer, self.backbone_param_groups(names, tag), step)
+
+    def configure_optimizers(self):
+        if self.optimizer_factory is None:
+            raise ConfigError("no optimizer configured (optimizer=adamw|adam|sgd)")
+        groups = param_groups(list(self.head.named_parameters()), "head")
+        # Only what is trainable now; the freeze callback adds backbone groups when it unfreezes them.
+        trainable = [n for n, p in self.backbone.named_parameters() if p.requires_grad]
+        groups += self.backbone_param_groups(trainable, "backbone")
+        optimizer = build_optimizer(self.optimizer_factory, groups)
+        if self.scheduler_factory is None:
+            return optimizer
+        if "total_steps" in inspect.signature(self.scheduler_factory).parameters:
+            scheduler = self.scheduler_factory(optimizer, total_steps=self.trainer.estimated_stepping_batches)
+        else:
+            scheduler = self.scheduler_factory(optimizer)
+        plateau = isinstance(scheduler, ReduceLROnPlateau)
+        return {"optimizer": optimizer, "lr_scheduler": {
+            "scheduler": scheduler, "interval": "epoch" if plateau else "step",
+            "monitor": "val/acc" if plateau else None, "name": "lr"}}

@@ -1,0 +1,68 @@
+"""Objects from the composed config: callbacks, loggers, trainer settings; the config as printed and
+as logged to TensorBoard's HPARAMS tab. Everything is built by `hydra.utils.instantiate`."""
+from __future__ import annotations
+
+import os
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ProgressBar
+from omegaconf import DictConfig, OmegaConf
+
+
+def build_callbacks(cfg: DictConfig | None, progress_bar: bool = True) -> list[L.Callback]:
+    """Instantiate every `callbacks.<name>` entry that is not null (no progress bar if disabled)."""
+    callbacks = [instantiate(c) for c in (cfg or {}).values() if c is not None]
+    return [c for c in callbacks if progress_bar or not isinstance(c, ProgressBar)]
+
+
+def build_loggers(cfg: DictConfig | None) -> list:
+    return [instantiate(c) for c in (cfg or {}).values() if c is not None]
+
+
+def build_trainer(trainer_cfg: DictConfig, callbacks: list[L.Callback], loggers: list) -> L.Trainer:
+    return instantiate(trainer_cfg, callbacks=callbacks, logger=loggers or False, **trainer_settings(trainer_cfg))
+
+
+def trainer_settings(trainer_cfg: DictConfig) -> dict:
+    """Resolve the `auto` precision and `null` benchmark defaults for this machine."""
+    out = {}
+    gpu = torch.cuda.is_available() and trainer_cfg.get("accelerator") in ("auto", "gpu", "cuda")
+    if trainer_cfg.get("precision") == "auto":
+        out["precision"] = "bf16-mixed" if gpu and torch.cuda.is_bf16_supported() else "32-true"
+    if trainer_cfg.get("benchmark") is None:
+        out["benchmark"] = bool(gpu and not trainer_cfg.get("deterministic"))
+    if gpu:
+        torch.set_float32_matmul_precision("high")  # TF32 for the fp32 parts (head, loss)
+    return out
+
+
+def print_config(cfg: DictConfig) -> None:
+    """The resolved config as YAML (rich syntax highlighting), on global rank 0 only."""
+    if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0))) != 0:
+        return
+    from rich.console import Console
+    from rich.syntax import Syntax
+
+    text = OmegaConf.to_yaml(cfg, resolve=True)
+    Console(stderr=False).print(Syntax(text, "yaml", theme="ansi_dark", background_color="default"))
+
+
+def log_hparams(loggers: list, cfg: DictConfig, metric_names: list[str]) -> None:
+    """Flattened config into TensorBoard's HPARAMS tab, tied to the metrics that summarise a run."""
+    flat = flatten(OmegaConf.to_container(cfg, resolve=True))
+    for logger in loggers:
+        logger.log_hyperparams(flat, metrics={name: float("nan") for name in metric_names})
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1}; values that are not scalars become strings."""
+    out = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return out

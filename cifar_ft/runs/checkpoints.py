@@ -1,0 +1,103 @@
+"""Checkpoints: written so that a kill never truncates one, read back with checks, found by name.
+
+- `AtomicCheckpointIO` (the trainer's checkpoint plugin, conf/trainer/default.yaml): every checkpoint
+  is written to a temporary file in the same directory, flushed to disk, then renamed over the
+  target. A process killed at any moment (SIGKILL, power loss) leaves either the previous file or the
+  new one, never a truncated one.
+- `read_checkpoint` / `load_classifier`: one of our checkpoints, checked, for eval and predict.
+- `resolve_ckpt` / `resume_target`: what `ckpt_path=...` and `resume=true` point at.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from cifar_ft.errors import ConfigError
+from cifar_ft.models.classifier import ImageClassifier
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """torch.save into `.<name>.tmp-<pid>`, fsync, `os.replace` onto the target, fsync the directory."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if "://" in str(path):  # remote file systems: fsspec's own semantics
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        _fsync_dir(path.parent)
+        for stale in path.parent.glob(f".{path.name}.tmp-*"):  # left by writers that were killed
+            stale.unlink(missing_ok=True)
+
+
+def _fsync_dir(directory: Path) -> None:
+    # The rename itself is durable only once the directory entry reaches the disk.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_checkpoint(path: str) -> dict:
+    """One of our checkpoints (model hyperparameters checked), loaded on the CPU."""
+    if not Path(path).is_file():
+        raise ConfigError(f"ckpt_path={path!r}: no such checkpoint file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - truncated or foreign files raise many types
+        raise ConfigError(f"ckpt_path={path!r} cannot be read as a checkpoint ({type(exc).__name__}: {exc})") from exc
+    hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+    if not hparams or "backbone" not in hparams:
+        raise ConfigError(f"ckpt_path={path!r} is not a cifar_ft checkpoint (no model hyperparameters)")
+    return ckpt
+
+
+def load_classifier(path: str) -> ImageClassifier:
+    """The model of one of our checkpoints, on the CPU, built without downloading pretrained weights."""
+    return ImageClassifier.load_from_checkpoint(path, map_location="cpu", pretrained=False, compile=False,
+                                                weights_only=False)
+
+
+def check_classes(ckpt_names: list[str], data_names: list[str], path: str) -> None:
+    if list(ckpt_names) != list(data_names):
+        raise ConfigError(f"checkpoint {path!r} was trained on {len(ckpt_names)} classes {list(ckpt_names)} "
+                          f"but the data set has {len(data_names)} classes {list(data_names)}")
+
+
+def resume_target(ckpt_path: str | None, resume: bool) -> str | None:
+    """`resume=true` is `ckpt_path=last`; both at once must not disagree."""
+    if not resume:
+        return ckpt_path
+    if ckpt_path not in (None, "", "last"):
+        raise ConfigError(f"resume=true resumes checkpoints/last.ckpt but ckpt_path={ckpt_path!r} names another; "
+                          "set only one of them")
+    return "last"
+
+
+def resolve_ckpt(ckpt_path: str | None, output_dir: Path) -> str | None:
+    """`last` -> <run dir>/checkpoints/last.ckpt; other paths must exist."""
+    if ckpt_path in (None, ""):
+        return None
+    path = output_dir / "checkpoints" / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
+    if not path.is_file():
+        hint = " (ckpt_path=last resumes <hydra.run.dir>/checkpoints/last.ckpt: pass that run's hydra.run.dir)"
+        raise ConfigError(f"ckpt_path={ckpt_path!r}: no checkpoint at {path}" + (hint if ckpt_path == "last" else ""))
+    return str(path)

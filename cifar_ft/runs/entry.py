@@ -1,0 +1,166 @@
+"""The commands' outer shell: Hydra's main around a task, and one-line errors for everything a user
+can fix (exit 2), a stop report for SIGTERM/SIGINT (exit 128 + signal), failures recorded per job in
+a multirun. HYDRA_FULL_ERROR=1 keeps full tracebacks; bugs always keep theirs."""
+from __future__ import annotations
+
+import errno
+import functools
+import logging
+import os
+import re
+import signal
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import NoReturn, TypeVar
+
+import hydra
+import torch
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from omegaconf import DictConfig, OmegaConf
+
+from cifar_ft.errors import close_matches, find_user_error
+
+log = logging.getLogger("cifar_ft")
+T = TypeVar("T")
+_USER_FULL_ERROR = "CIFAR_FT_USER_HYDRA_FULL_ERROR"  # HYDRA_FULL_ERROR as the user set it
+_WRITE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.ENOTDIR, errno.EEXIST, errno.EDQUOT}
+
+
+def command(task: Callable[[DictConfig], T], config_name: str) -> Callable[[], None]:
+    """`main` of `python -m cifar_ft.<name>`: Hydra composes `conf/<config_name>.yaml` with the
+    command-line overrides and runs `task(cfg)` under `report_errors`; Hydra's own errors are one
+    line too. Hydra sees `task` itself (functools.wraps), so the job is named after its module and
+    `../conf` is found next to the package."""
+    @functools.wraps(task)
+    def run(cfg: DictConfig) -> T | None:
+        return report_errors(task, cfg)
+
+    hydra_main = hydra.main(version_base="1.3", config_path="../conf", config_name=config_name)(run)
+    return functools.partial(hydra_entry, hydra_main)
+
+
+def register_resolvers() -> None:
+    """`${job_gpu:${hydra:job.num},K}`: job N of a parallel sweep gets GPU N mod K (one GPU per job)."""
+    if not OmegaConf.has_resolver("job_gpu"):
+        OmegaConf.register_new_resolver("job_gpu", job_gpu)
+
+
+def job_gpu(job_num: int | str, num_gpus: int | str) -> list[int]:
+    return [int(job_num) % max(1, int(num_gpus))]
+
+
+def fail(message: str) -> NoReturn:
+    """The one way a command ends on a user error: one line on stderr, exit code 2."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def report_errors(fn: Callable[[DictConfig], T], cfg: DictConfig) -> T | float | None:
+    """Run `fn(cfg)`. A user error becomes one line on stderr and exit code 2; a stop by SIGTERM/SIGINT
+    names the checkpoint it saved (exit 128 + signal). In a multirun a failing job is recorded in its
+    directory and reports NaN, so the sweep goes on."""
+    try:
+        return fn(cfg)
+    except SIGTERMException as exc:
+        _report_stop(exc)
+    except Exception as exc:
+        if _in_multirun():  # one failing job must not end the sweep: record it, report NaN
+            _record_failure(cfg, exc)
+            return float("nan")
+        message = user_message(exc, cfg)
+        if message is None or full_errors():
+            raise
+        fail(message)
+
+
+def hydra_entry(hydra_main: Callable[[], object]) -> None:
+    """Call a `@hydra.main` function so that Hydra's own errors (unknown config group option, bad
+    override, unwritable run directory) are one line too, like ours."""
+    os.environ.setdefault(_USER_FULL_ERROR, os.environ.get("HYDRA_FULL_ERROR", "0"))
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises instead of printing its multi-line report
+    try:
+        hydra_main()
+    except Exception as exc:
+        message = hydra_message(exc) or user_message(exc)
+        if message is None or full_errors():
+            raise
+        fail(message)
+
+
+def user_message(exc: BaseException, cfg: DictConfig | None = None) -> str | None:
+    """One line for an error the user can fix, or None for a bug (which keeps its traceback)."""
+    err = find_user_error(exc)
+    if err is not None:
+        return str(err)
+    if isinstance(exc, torch.OutOfMemoryError):
+        return oom_message(exc, cfg)
+    return None
+
+
+def oom_message(exc: BaseException, cfg: DictConfig | None) -> str:
+    batch = cfg.data.get("batch_size") if cfg is not None and "data" in cfg else None
+    precision = cfg.trainer.get("precision") if cfg is not None and "trainer" in cfg else None
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else "out of memory"
+    half = f"data.batch_size={max(1, batch // 2)}" if isinstance(batch, int) else "a smaller data.batch_size"
+    return (f"out of GPU memory at data.batch_size={batch}, trainer.precision={precision} ({first}); "
+            f"try {half} (with trainer.accumulate_grad_batches=2 to keep the effective batch), "
+            "trainer.precision=bf16-mixed, or a smaller model.input_size")
+
+
+def hydra_message(exc: BaseException) -> str | None:
+    """One line for an error Hydra raises before the task runs."""
+    from hydra.errors import HydraException, MissingConfigException
+
+    if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:
+        return (f"cannot write to {exc.filename}: {exc.strerror}; choose a writable output directory with "
+                "hydra.run.dir=DIR (hydra.sweep.dir=DIR with -m)")
+    if not isinstance(exc, HydraException):
+        return None
+    text = str(exc).split("Config search path:")[0]
+    missing = re.search(r"Could not (?:find|load) '([^']+)/([^'/]+)'", text)
+    options = getattr(exc, "options", None)
+    if isinstance(exc, MissingConfigException) and missing and options:
+        group, name = missing.groups()
+        return (f"{group}={name}: no such {group} config; valid: {', '.join(options)}."
+                f"{close_matches(name, options)}")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if getattr(exc, "override", None):  # OverrideParseException: name the override it could not parse
+        lines.insert(0, f"{exc.override}:")
+    cause = exc.__cause__
+    if cause is not None and str(cause).strip():
+        lines.append(f"({str(cause).strip().splitlines()[0]})")
+    return " ".join(lines)
+
+
+def full_errors() -> bool:
+    """HYDRA_FULL_ERROR=1 as the user set it (see `hydra_entry`, which sets it for its own use)."""
+    return os.environ.get(_USER_FULL_ERROR, os.environ.get("HYDRA_FULL_ERROR", "0")) == "1"
+
+
+def _report_stop(exc: BaseException) -> NoReturn:
+    name = getattr(exc, "signal", "SIGTERM")
+    ckpt = getattr(exc, "checkpoint", None)
+    if ckpt:
+        run_dir = Path(ckpt).parent.parent
+        print(f"stopped by {name} at step {getattr(exc, 'step', '?')}: saved {ckpt}; continue with the same "
+              f"command plus ckpt_path=last hydra.run.dir={run_dir}", file=sys.stderr)
+    else:
+        print(f"stopped by {name}; no checkpoint written (not fitting)", file=sys.stderr)
+    sys.exit(128 + getattr(signal, name, signal.SIGTERM))
+
+
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def _record_failure(cfg: DictConfig, exc: Exception) -> None:
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    err = find_user_error(exc) or exc
+    (out / "error.txt").write_text("".join(traceback.format_exception(exc)) + f"\n{type(err).__name__}: {err}\n")
+    log.error("job failed (%s: %s); the sweep goes on", type(err).__name__, err)

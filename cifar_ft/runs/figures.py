@@ -1,0 +1,91 @@
+"""Figures every run leaves beside metrics.json (curves.png, confusion_matrix.png), and reading its
+TensorBoard scalars back. No pyplot: no backend switch (notebooks keep theirs), no global state."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+
+def confusion_figure(matrix: torch.Tensor, class_names: list[str]):
+    """Row-normalised confusion matrix (true × predicted) with counts, as a matplotlib figure."""
+    from matplotlib.figure import Figure
+
+    counts = matrix.float()
+    rates = counts / counts.sum(1, keepdim=True).clamp_min(1)
+    n = len(class_names)
+    size = max(5.0, 0.45 * n + 2)
+    fig = Figure(figsize=(size, size * 0.9))
+    ax = fig.add_subplot()
+    im = ax.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), class_names, rotation=45, ha="right", fontsize=8 if n <= 20 else 5)
+    ax.set_yticks(range(n), class_names, fontsize=8 if n <= 20 else 5)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if n <= 20:
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, int(counts[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if rates[i, j] > 0.5 else "black")
+    acc = counts.diag().sum() / counts.sum().clamp_min(1)
+    ax.set_title(f"Confusion matrix (accuracy {acc:.2%})")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of true class")
+    fig.tight_layout()
+    return fig
+
+
+def read_scalars(tb_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar series in a TensorBoard directory: tag -> [(step, value)], sorted by step.
+
+    A resumed run appends a new event file; where it re-ran steps of the interrupted one, the later
+    file's value wins, so each step (and each epoch) appears once."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    series: dict[str, dict[int, float]] = {}
+    files = sorted(tb_dir.glob("events.out.tfevents.*"), key=lambda f: (f.stat().st_mtime_ns, f.name))
+    for f in files:
+        acc = EventAccumulator(str(f), size_guidance={"scalars": 0})
+        acc.Reload()
+        for tag in acc.Tags().get("scalars", []):
+            points = series.setdefault(tag, {})
+            for e in acc.Scalars(tag):
+                if e.value == e.value or e.step not in points:  # NaN: the HPARAMS placeholder
+                    points[e.step] = e.value
+    return {tag: sorted(points.items()) for tag, points in series.items()}
+
+
+def curves_figure(tb_dir: Path):
+    """Loss per iteration; train vs val accuracy and loss per epoch (None without train/loss)."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    s = read_scalars(tb_dir)
+    if "train/loss" not in s:
+        return None
+    fig = Figure(figsize=(15, 4))
+    axes = fig.subplots(1, 3)
+    steps, values = zip(*s["train/loss"])
+    axes[0].plot(steps, values, lw=0.8)
+    axes[0].set(title="train loss per iteration", xlabel="optimizer step", ylabel="loss")
+    for ax, (name, train_tag, val_tag) in zip(axes[1:], [("accuracy", "train/acc", "val/acc"),
+                                                          ("loss", "train/loss_epoch", "val/loss")]):
+        for tag, label in ((train_tag, "train"), (val_tag, "val")):
+            points = list(enumerate(v for _, v in s.get(tag, []) if v == v))  # drop the NaN hparams placeholder
+            if points:
+                ax.plot(*zip(*points), marker="o", label=label)
+        ax.set(title=f"{name} per epoch", xlabel="epoch", ylabel=name)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend()
+        ax.grid(alpha=0.3)
+    axes[0].grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_curves(tb_dir: Path, path: Path) -> Path | None:
+    """curves.png of `curves_figure`."""
+    fig = curves_figure(tb_dir)
+    if fig is None:
+        return None
+    fig.savefig(path, dpi=110)
+    return path

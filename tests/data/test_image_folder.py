@@ -1,0 +1,93 @@
+"""Image folders: layout, held-out splits, zip input, bad files, grayscale/RGBA, missing data."""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cifar_ft.data.image_folder import ImageFolderDataModule
+from cifar_ft.errors import ConfigError
+
+KW = dict(input_size=32, mean=[0.5] * 3, std=[0.5] * 3, batch_size=4, val_size=0.2, test_size=0.2)
+
+
+def write_folder(root: Path, split: str = "train", per_class: int = 10, classes=("cat", "dog", "eel"),
+                 mode: str = "RGB") -> None:
+    rng = np.random.default_rng(0)
+    for ci, cls in enumerate(classes):
+        (root / split / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            arr = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) // 4 + ci * 60
+            img = Image.fromarray(arr)
+            img = img.convert(mode) if mode != "RGB" else img
+            img.save(root / split / cls / f"{i:03d}.png")
+
+
+def test_folder_splits_held_out_and_stratified(tmp_path):
+    write_folder(tmp_path, per_class=20)
+    dm = ImageFolderDataModule(root=str(tmp_path), **KW)
+    dm.setup("fit")
+    sizes = {k: len(v) for k, v in dm.splits.items()}
+    assert sizes == {"train": 36, "val": 12, "test": 12}
+    assert dm.class_names == ["cat", "dog", "eel"]
+    assert torch.bincount(dm.splits["test"].labels).tolist() == [4, 4, 4]
+    assert dm.splits["train"].images.shape[1:] == (3, 32, 32)
+    again = ImageFolderDataModule(root=str(tmp_path), **KW)
+    again.setup("fit")
+    assert again.splits["test"].paths == dm.splits["test"].paths  # seeded
+
+
+def test_folder_with_only_test_split_for_eval(tmp_path):
+    write_folder(tmp_path, split="test", per_class=5)
+    dm = ImageFolderDataModule(root=str(tmp_path), **KW)
+    dm.setup("test")
+    assert len(dm.splits["test"]) == 15 and dm.splits["train"] is None
+
+
+def test_zip_reads_like_a_folder(tmp_path):
+    write_folder(tmp_path / "d", per_class=10)
+    with zipfile.ZipFile(tmp_path / "d.zip", "w") as zf:
+        for f in sorted((tmp_path / "d").rglob("*.png")):
+            zf.write(f, f.relative_to(tmp_path / "d").as_posix())
+    a = ImageFolderDataModule(root=str(tmp_path / "d"), **KW)
+    b = ImageFolderDataModule(root=str(tmp_path / "d.zip"), **KW)
+    a.setup("fit")
+    b.setup("fit")
+    assert torch.equal(a.splits["train"].images, b.splits["train"].images)
+
+
+def test_corrupt_files_skipped_with_warning_or_error(tmp_path, caplog):
+    write_folder(tmp_path, per_class=10)
+    (tmp_path / "train" / "dog" / "broken.jpg").write_bytes(b"not a jpeg")
+    dm = ImageFolderDataModule(root=str(tmp_path), **KW)
+    with caplog.at_level("WARNING"):
+        dm.setup("fit")
+    assert sum(len(v) for v in dm.splits.values()) == 30
+    assert "Skipping 1 unreadable image file(s)" in caplog.text and "broken.jpg" in caplog.text
+    strict = ImageFolderDataModule(root=str(tmp_path), on_bad_image="error", **KW)
+    with pytest.raises(ConfigError, match="1 unreadable image file.*broken.jpg"):
+        strict.setup("fit")
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA"])
+def test_grayscale_and_rgba_become_rgb(tmp_path, mode):
+    write_folder(tmp_path, per_class=10, mode=mode)
+    dm = ImageFolderDataModule(root=str(tmp_path), **KW)
+    dm.setup("fit")
+    assert dm.splits["train"].images.shape[1] == 3
+
+
+def test_missing_or_empty_data_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        ImageFolderDataModule(root=str(tmp_path / "nope"), **KW).setup("fit")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="holds none of train/, val/, test/"):
+        ImageFolderDataModule(root=str(tmp_path / "empty"), **KW).setup("fit")
+    write_folder(tmp_path / "d", per_class=3)
+    (tmp_path / "d" / "train" / "ghost").mkdir()
+    with pytest.raises(ConfigError, match=r"class folder\(s\) \['ghost'\]"):
+        ImageFolderDataModule(root=str(tmp_path / "d"), **KW).setup("fit")

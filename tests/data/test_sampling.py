@@ -1,0 +1,46 @@
+"""Splits and training order: stratified hold-outs, the epoch-seeded resumable sampler."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cifar_ft.data.sampling import EpochShuffleSampler, stratified_split
+from cifar_ft.errors import ConfigError
+
+
+def test_stratified_split_sizes_and_proportions():
+    labels = torch.arange(1000) % 10
+    keep, held = stratified_split(labels, 100, seed=3)
+    assert len(keep) == 900 and len(held) == 100
+    assert set(keep.tolist()).isdisjoint(held.tolist())
+    assert torch.bincount(labels[held], minlength=10).tolist() == [10] * 10
+    keep2, held2 = stratified_split(labels, 100, seed=3)
+    assert torch.equal(held, held2)
+    _, held3 = stratified_split(labels, 100, seed=4)
+    assert not torch.equal(held, held3)
+    _, frac = stratified_split(labels, 0.25, seed=0)
+    assert len(frac) == 250
+
+
+def test_stratified_split_uneven_classes_sums_exactly():
+    labels = torch.tensor([0] * 7 + [1] * 13 + [2] * 31)
+    _, held = stratified_split(labels, 10, seed=0)
+    assert len(held) == 10
+    counts = torch.bincount(labels[held], minlength=3)
+    assert counts.tolist() in ([1, 3, 6], [2, 2, 6], [1, 2, 7])
+
+
+def test_split_rejects_bad_size():
+    with pytest.raises(ConfigError, match="holdout size 5000"):
+        stratified_split(torch.arange(100) % 10, 5000, 0)
+
+
+def test_epoch_sampler_depends_on_epoch_only():
+    s = EpochShuffleSampler(50, seed=1)
+    s.set_epoch(2)
+    first = list(s)
+    s2 = EpochShuffleSampler(50, seed=1)
+    s2.set_epoch(2)
+    assert list(s2) == first and sorted(first) == list(range(50))
+    s2.set_epoch(3)
+    assert list(s2) != first

@@ -1,0 +1,115 @@
+"""Crashes and resumes lose nothing: atomic checkpoints, SIGKILL/SIGTERM/SIGINT, exact mid-epoch resume."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from cifar_ft.runs.figures import read_scalars
+from tests.conftest import FAST, ROOT
+from tests.helpers import state
+
+# 400 training images / 32 = 12 steps per epoch; epoch 0 frozen (cached features), epoch 1 unfrozen.
+# Head dropout makes the run draw from the global RNG, which the resume must restore too.
+RUN = [*FAST, "trainer.max_epochs=2", "trainer.deterministic=true", "model.head_dropout=0.3"]
+STEPS_PER_EPOCH = 12
+
+
+def cli(run_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cifar_ft.train", *RUN, f"hydra.run.dir={run_dir}", *overrides],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def signal_at(step: int, name: str) -> list[str]:
+    return ["+callbacks.signal._target_=tests.helpers.SignalAt", f"+callbacks.signal.step={step}",
+            f"+callbacks.signal.signal={name}"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """The uninterrupted run every interrupted one must reproduce bit for bit."""
+    run_dir = tmp_path_factory.mktemp("reference")
+    proc = cli(run_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir
+
+
+def assert_same_run(reference: Path, resumed: Path) -> None:
+    want, got = state(reference / "checkpoints" / "last.ckpt"), state(resumed / "checkpoints" / "last.ckpt")
+    assert want.keys() == got.keys()
+    for key in want:
+        assert torch.equal(want[key], got[key]), f"{key} differs from the uninterrupted run"
+    m_ref = json.loads((reference / "metrics.json").read_text())
+    m_res = json.loads((resumed / "metrics.json").read_text())
+    for key in ("test/acc", "test/loss", "test/f1_macro", "val/acc_best", "global_step", "epochs"):
+        assert m_res[key] == m_ref[key], key
+    # every epoch's validation appears exactly once, at the same step as in the uninterrupted run
+    ref_val, res_val = read_scalars(reference / "tensorboard"), read_scalars(resumed / "tensorboard")
+    epochs_logged = [[s for s, v in run["val/acc"] if v == v] for run in (ref_val, res_val)]  # v == v: not NaN
+    assert epochs_logged[0] == epochs_logged[1] and len(epochs_logged[1]) == 2
+    assert [s for s, _ in res_val["train/loss"]] == [s for s, _ in ref_val["train/loss"]]
+
+
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(reference, tmp_path):
+    run_dir = tmp_path / "killed"
+    proc = cli(run_dir, *signal_at(STEPS_PER_EPOCH + 6, "SIGKILL"))  # mid-epoch 1, after unfreezing
+    assert proc.returncode == -signal.SIGKILL
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == STEPS_PER_EPOCH
+    assert not list((run_dir / "checkpoints").glob(".*tmp*"))  # nothing half-written left behind
+    proc = cli(run_dir, "ckpt_path=last")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_same_run(reference, run_dir)
+
+
+def test_sigterm_mid_epoch_saves_and_resumes_exactly_inside_the_freeze_phase(reference, tmp_path):
+    run_dir = tmp_path / "preempted"
+    proc = cli(run_dir, *signal_at(7, "SIGTERM"))  # epoch 0: frozen backbone, cached features
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr[-3000:]
+    last_line = proc.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("stopped by SIGTERM at step 7: saved ") and "ckpt_path=last" in last_line
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["global_step"] == 7 and ckpt["epoch"] == 0
+    proc = cli(run_dir, "ckpt_path=last")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_same_run(reference, run_dir)
+
+
+def test_sigint_finishes_the_step_and_saves_a_checkpoint(tmp_path):
+    run_dir = tmp_path / "ctrl_c"
+    proc = cli(run_dir, *signal_at(STEPS_PER_EPOCH + 3, "SIGINT"))
+    assert proc.returncode == 128 + signal.SIGINT, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"stopped by SIGINT at step {STEPS_PER_EPOCH + 3}")
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["global_step"] == STEPS_PER_EPOCH + 3 and ckpt["epoch"] == 1
+
+
+def test_ddp_sigterm_to_one_rank_stops_all_ranks_at_one_step_and_resumes_exactly(tmp_path):
+    """Two gloo processes; only rank 0 is signalled (e.g. `kill` of the launching process)."""
+    ddp = ["trainer=ddp_cpu", "trainer.devices=2"]  # 200 images per rank / 32: 6 steps per epoch
+    reference = tmp_path / "reference"
+    assert cli(reference, *ddp).returncode == 0
+    run_dir = tmp_path / "preempted"
+    proc = cli(run_dir, *ddp, *signal_at(4, "SIGTERM"), "+callbacks.signal.rank=0")
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr[-3000:]
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 4
+    proc = cli(run_dir, *ddp, "ckpt_path=last")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    want, got = state(reference / "checkpoints" / "last.ckpt"), state(run_dir / "checkpoints" / "last.ckpt")
+    assert all(torch.equal(want[k], got[k]) for k in want)
+
+
+def test_resume_true_continues_in_the_same_run_directory(cfg_factory):
+    from cifar_ft.train import train
+
+    train(cfg_factory("trainer.max_epochs=1", name="run"))
+    out = cfg_factory(name="run").paths.output_dir
+    assert torch.load(f"{out}/checkpoints/last.ckpt", weights_only=False)["global_step"] == STEPS_PER_EPOCH
+    train(cfg_factory("trainer.max_epochs=2", "resume=true", name="run"))
+    assert torch.load(f"{out}/checkpoints/last.ckpt", weights_only=False)["global_step"] == 2 * STEPS_PER_EPOCH
+    with pytest.raises(Exception, match="resume=true resumes checkpoints/last.ckpt but ckpt_path='x.ckpt'"):
+        train(cfg_factory("resume=true", "ckpt_path=x.ckpt", name="run"))

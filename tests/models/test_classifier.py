@@ -1,0 +1,62 @@
+"""Backbone factory, head replacement, parameter groups, schedules, weights loading, model configs."""
+from __future__ import annotations
+
+import functools
+
+import pytest
+import timm
+import torch
+from hydra import compose, initialize_config_dir
+
+from cifar_ft.errors import ConfigError
+from cifar_ft.models.classifier import ImageClassifier
+from tests.conftest import CONF_DIR
+
+ADAMW = functools.partial(torch.optim.AdamW, lr=1e-3, weight_decay=0.05)
+
+
+def tiny(num_classes=10, **kw) -> ImageClassifier:
+    return ImageClassifier("test_resnet", num_classes, pretrained=False, input_size=32, optimizer=ADAMW, **kw)
+
+
+@pytest.mark.parametrize("num_classes", [2, 10, 100])
+def test_head_is_one_fresh_linear(num_classes):
+    model = tiny(num_classes)
+    assert isinstance(model.head, torch.nn.Linear)
+    assert model.head.in_features == model.backbone.num_features == 96
+    assert model.head.out_features == num_classes
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, num_classes)
+    # the backbone lost its ImageNet classifier: it outputs pooled features
+    assert model.backbone(torch.randn(2, 3, 32, 32)).shape == (2, 96)
+
+
+def test_head_init_and_dropout_options():
+    assert torch.count_nonzero(tiny(head_init="zeros").head.weight) == 0
+    assert tiny(head_dropout=0.3).dropout.p == 0.3
+    with pytest.raises(ConfigError, match="model.head_init='bad'"):
+        tiny(head_init="bad")
+
+
+TIMM_CONFIGS = ["vit_base", "vit_small", "vit_tiny", "deit_base", "efficientnet_lite0",
+                "efficientnet_lite0_offline", "tiny"]
+
+
+@pytest.mark.parametrize("name", TIMM_CONFIGS + ["resnet18", "resnet50"])
+def test_model_configs_match_the_backbones_pretrained_config(name):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"model={name}"]).model
+    if cfg.source == "torchvision":
+        assert list(cfg.mean) == [0.485, 0.456, 0.406] and list(cfg.std) == [0.229, 0.224, 0.225]
+        return
+    pre = timm.models.get_pretrained_cfg(cfg.backbone)
+    assert list(cfg.mean) == pytest.approx(list(pre.mean)) and list(cfg.std) == pytest.approx(list(pre.std))
+    if name != "tiny":  # the test model runs at CIFAR's native 32 px
+        assert cfg.input_size == pre.input_size[-1]
+
+
+def test_compiled_model_checkpoint_keys_load_into_an_uncompiled_one():
+    compiled = tiny(compile=True)
+    keys = list(compiled.state_dict())
+    assert not any("_orig_mod" in k for k in keys)
+    plain = tiny(compile=False)
+    plain.load_state_dict(compiled.state_dict(), strict=True)

@@ -1,0 +1,48 @@
+"""The commands' error shell: user errors are one line with exit 2, bugs keep their traceback."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from cifar_ft.runs.entry import report_errors
+from cifar_ft.train import train
+
+
+def run_reporting(cfg) -> None:
+    """`report_errors(train, cfg)` as the command line runs it: must exit with code 2."""
+    with pytest.raises(SystemExit) as info:
+        report_errors(train, cfg)
+    assert info.value.code == 2
+
+
+def test_nan_loss_stops_naming_step_and_lr_and_keeps_the_last_good_checkpoint(cfg_factory, capsys):
+    # 12 steps per epoch: the NaN is injected before step 15, inside epoch 1
+    cfg = cfg_factory("trainer.max_epochs=3", "+callbacks.poison._target_=tests.helpers.PoisonAt",
+                      "+callbacks.poison.step=15")
+    run_reporting(cfg)
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("error: training loss became non-finite (nan) at step 15")
+    assert "lr head " in err[0] and "optimizer.lr" in err[0]
+    ckpts = Path(cfg.paths.output_dir) / "checkpoints"
+    assert f"last good checkpoint: {ckpts / 'last.ckpt'}" in err[0]
+    last = torch.load(ckpts / "last.ckpt", weights_only=False)
+    assert last["global_step"] == 12  # the end of epoch 0: nothing written after the NaN
+    assert all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
+    assert sorted(p.name for p in ckpts.iterdir()) == ["best-epoch000.ckpt", "last.ckpt"]
+
+
+def test_gpu_out_of_memory_suggests_batch_size_and_precision(cfg_factory, capsys):
+    cfg = cfg_factory("+callbacks.poison._target_=tests.helpers.PoisonAt", "+callbacks.poison.step=3",
+                      "+callbacks.poison.what=oom")
+    run_reporting(cfg)
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("error: out of GPU memory at data.batch_size=32")
+    assert "data.batch_size=16" in err[0] and "bf16-mixed" in err[0] and "Tried to allocate 20.00 GiB" in err[0]
+
+
+def test_bugs_keep_their_traceback(cfg_factory):
+    """Only user errors are shortened; anything else propagates unchanged."""
+    with pytest.raises(ZeroDivisionError):
+        report_errors(lambda cfg: 1 / 0, cfg_factory())

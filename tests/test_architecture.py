@@ -1,0 +1,77 @@
+"""The architecture rules, checked: import-linter layer contracts, module size, names, no repeats."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+PACKAGE = ROOT / "cifar_ft"
+MODULES = sorted(PACKAGE.rglob("*.py"))
+
+
+def lint_imports(cwd: Path) -> subprocess.CompletedProcess:
+    # the console script of this interpreter's import-linter, run where pyproject.toml is
+    script = Path(sys.executable).with_name("lint-imports")
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "importlinter.cli"]
+    return subprocess.run([*cmd, "--no-cache"], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_layer_contracts_are_kept():
+    proc = lint_imports(ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "0 broken" in proc.stdout
+
+
+def test_a_back_arrow_breaks_the_layer_contract(tmp_path):
+    """The check can fail: the same tree with `data` importing from `runs` is rejected."""
+    shutil.copytree(PACKAGE, tmp_path / "cifar_ft", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    images = tmp_path / "cifar_ft" / "data" / "images.py"
+    images.write_text(images.read_text() + "\nfrom cifar_ft.runs import artifacts  # noqa: E402,F401\n")
+    proc = lint_imports(tmp_path)
+    assert proc.returncode != 0
+    assert "cifar_ft.data.images -> cifar_ft.runs.artifacts" in proc.stdout
+
+
+def test_package_layout():
+    assert (PACKAGE / "__init__.py").is_file()
+    for folder in [p for p in PACKAGE.rglob("*") if p.is_dir() and p.name != "__pycache__"]:
+        assert (folder / "__init__.py").is_file(), f"{folder} is not a package"
+    names = {m.stem for m in MODULES}
+    assert not names & {"utils", "util", "cli", "misc", "helpers", "common_utils"}
+
+
+@pytest.mark.parametrize("module", MODULES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_modules_stay_small(module):
+    assert len(module.read_text().splitlines()) <= 300
+
+
+def _code_lines(path: Path) -> list[tuple[int, str]]:
+    """Stripped lines that carry code (no blanks, comments, bare brackets or import lines)."""
+    out = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        text = line.strip()
+        if not text or text.startswith("#") or re.fullmatch(r"[)\]}]+[,:]?", text):
+            continue
+        if text.startswith(("import ", "from ")):
+            continue
+        out.append((number, text))
+    return out
+
+
+def test_no_block_of_six_lines_is_repeated():
+    seen: dict[tuple[str, ...], list[str]] = defaultdict(list)
+    for module in MODULES:
+        lines = _code_lines(module)
+        for i in range(len(lines) - 5):
+            window = tuple(text for _, text in lines[i:i + 6])
+            seen[window].append(f"{module.relative_to(ROOT)}:{lines[i][0]}")
+    repeated = {places[0]: places[1:] for places in seen.values() if len(places) > 1}
+    assert not repeated, f"blocks of 6 lines repeated: {repeated}"

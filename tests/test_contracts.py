@@ -1,0 +1,52 @@
+"""The written contracts between independent layers: the concrete classes satisfy the Protocols."""
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from cifar_ft.callbacks.throughput import TrainThroughput
+from cifar_ft.contracts import FinetunableModule, FrozenPhaseData, RunFacts
+from cifar_ft.data.synthetic import SyntheticDataModule
+from cifar_ft.models.classifier import ImageClassifier
+
+
+def test_datamodule_is_frozen_phase_data():
+    dm = SyntheticDataModule(input_size=32, mean=[0.5] * 3, std=[0.5] * 3, batch_size=8, train_size=100,
+                             test_size=20, val_size=20)
+    assert isinstance(dm, FrozenPhaseData)
+    dm.setup("fit")
+    assert dm.split_size("train") == 80 and dm.split_size("test") == 20 and dm.augmenting()
+    dm.set_augment(False)
+    dm.cache_features("train", torch.zeros(80, 4))
+    assert not dm.augmenting() and dm.cached_splits() == ["train"]
+    images, labels, index = next(iter(dm.ordered_loader("train")))
+    assert images.dtype == torch.uint8 and index.tolist() == list(range(8))
+    assert dm.eval_transform()(images).shape == (8, 3, 32, 32)
+    dm.clear_features()
+    assert dm.cached_splits() == [] and dm.preprocessing() == {"image_size": 32, "eval_crop_pct": 1.0}
+
+
+def test_classifier_is_finetunable_and_adds_groups_at_their_scaled_lr():
+    model = ImageClassifier("test_resnet", 10, pretrained=False, input_size=32, backbone_lr_mult=0.1,
+                            optimizer=functools.partial(torch.optim.AdamW, lr=1e-3))
+    assert isinstance(model, FinetunableModule)
+    assert model.input_size == 32 and model.features(torch.randn(2, 3, 32, 32)).shape == (2, 96)
+    for p in model.backbone.parameters():
+        p.requires_grad_(False)
+    opt = model.configure_optimizers()
+    assert [g["name"] for g in opt.param_groups] == ["head", "head/no_decay"]
+    names = [n for n, _ in model.backbone.named_parameters() if n.startswith("layer4")]
+    model.add_backbone_groups(opt, names, "backbone.4", step=7)
+    joined = {g["name"]: g for g in opt.param_groups}
+    for tag in ("backbone.4", "backbone.4/no_decay"):
+        assert joined[tag]["initial_lr"] == 1e-3 * 0.1 and joined[tag]["start_step"] == 7
+        assert joined[tag]["lr_scale"] == 0.1
+    assert joined["backbone.4/no_decay"]["weight_decay"] == 0.0
+
+
+def test_throughput_meter_reports_run_facts():
+    meter = TrainThroughput()
+    assert isinstance(meter, RunFacts) and meter.run_facts() == {}
+    meter.last_images_per_sec = 123.0
+    assert meter.run_facts() == {"train/images_per_sec": 123.0}
