@@ -13,19 +13,22 @@ from cifar_ft.runs.artifacts import git_commit, to_float_dict, write_metrics, wr
 from cifar_ft.runs.build import build_trainer, print_config
 from cifar_ft.runs.checkpoints import check_classes, load_classifier, read_checkpoint
 from cifar_ft.runs.entry import command
+from cifar_ft.runs.validate import validate_config
 
 log = logging.getLogger("cifar_ft")
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
-    hparams = dict(read_checkpoint(cfg.ckpt_path)["hyper_parameters"])
+    validate_config(cfg)
+    trust = bool(cfg.get("trust_checkpoint", False))
+    hparams = dict(read_checkpoint(cfg.ckpt_path, trust)["hyper_parameters"])
     with open_dict(cfg):  # the checkpoint decides how images are prepared
         for key in ("input_size", "mean", "std"):
             cfg.model[key] = hparams[key]
-    print_config(cfg)
     datamodule = instantiate(cfg.data)
     check_classes(hparams["class_names"], datamodule.class_names, cfg.ckpt_path)
-    model = load_classifier(cfg.ckpt_path)
+    model = load_classifier(cfg.ckpt_path, trust)
+    print_config(cfg)
     bar = [RichProgressBar()] if cfg.trainer.get("enable_progress_bar", True) else []
     trainer: L.Trainer = build_trainer(cfg.trainer, bar, [])
     trainer.test(model, datamodule=datamodule)

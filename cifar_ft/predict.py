@@ -16,6 +16,7 @@ from cifar_ft.data.transforms import BatchTransform
 from cifar_ft.errors import ConfigError, check_choice
 from cifar_ft.runs.checkpoints import load_classifier, read_checkpoint
 from cifar_ft.runs.entry import command
+from cifar_ft.runs.validate import validate_config
 
 log = logging.getLogger("cifar_ft")
 
@@ -103,17 +104,19 @@ def print_table(rows: list[dict]) -> None:
 
 
 def predict(cfg: DictConfig) -> list[dict]:
+    validate_config(cfg)
     check_choice("on_bad_image", cfg.on_bad_image, BAD_IMAGE_POLICIES)
     if int(cfg.top_k) < 1:
         raise ConfigError(f"top_k={cfg.top_k} must be >= 1")
-    ckpt = read_checkpoint(cfg.ckpt_path)
+    trust = bool(cfg.get("trust_checkpoint", False))
+    ckpt = read_checkpoint(cfg.ckpt_path, trust)
     hp, prep = ckpt["hyper_parameters"], ckpt.get("preprocessing") or {}
     inputs = list(cfg.inputs) if isinstance(cfg.inputs, (list, ListConfig)) else [str(cfg.inputs)]
     paths, images, skipped = load_images(find_images(inputs), int(prep.get("image_size") or hp["input_size"]),
                                          cfg.on_bad_image)
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
                           else "cpu" if cfg.device == "auto" else cfg.device)
-    model = load_classifier(cfg.ckpt_path)
+    model = load_classifier(cfg.ckpt_path, trust)
     transform = BatchTransform(hp["input_size"], hp["mean"], hp["std"], train=False, preset="none",
                                eval_crop_pct=float(prep.get("eval_crop_pct", 1.0)))
     probs = classify(model, images, transform, int(cfg.batch_size), device)

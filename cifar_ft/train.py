@@ -13,6 +13,7 @@ from cifar_ft.runs.artifacts import ensure_writable, run_facts, to_float_dict, w
 from cifar_ft.runs.build import build_callbacks, build_loggers, build_trainer, log_hparams, print_config
 from cifar_ft.runs.checkpoints import resolve_ckpt, resume_target
 from cifar_ft.runs.entry import command, register_resolvers
+from cifar_ft.runs.validate import validate_config
 
 log = logging.getLogger("cifar_ft")
 register_resolvers()  # before Hydra resolves any config of this process (also joblib workers)
@@ -21,25 +22,28 @@ register_resolvers()  # before Hydra resolves any config of this process (also j
 def train(cfg: DictConfig) -> float | None:
     """One run; returns `cfg.optimized_metric` (best value seen) for sweepers."""
     start = time.time()
-    print_config(cfg)
-    L.seed_everything(cfg.seed, workers=True)
+    validate_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
     ensure_writable(output_dir)
     datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")  # data problems (missing folders, batch larger than the data) come first
+    L.seed_everything(cfg.seed, workers=True)
+    trust = bool(cfg.get("trust_checkpoint", False))
     model = instantiate(cfg.model, num_classes=datamodule.num_classes, class_names=datamodule.class_names,
-                        optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler))
+                        optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler),
+                        trust_weights=trust)
+    print_config(cfg)
     loggers = build_loggers(cfg.get("logger"))
     trainer = build_trainer(cfg.trainer, build_callbacks(cfg.get("callbacks"),
                                                          cfg.trainer.get("enable_progress_bar", True)), loggers)
     log_hparams(loggers, cfg, [cfg.optimized_metric, "test/acc", "test/f1_macro"])
-    ckpt_path = resolve_ckpt(resume_target(cfg.get("ckpt_path"), cfg.get("resume", False)), output_dir)
+    ckpt_path = resolve_ckpt(resume_target(cfg.get("ckpt_path"), cfg.get("resume", False)), output_dir, trust)
     fit_start = time.time()
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path,
-                weights_only=False)  # our own checkpoints: optimizer groups and callback state
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=not trust)
     fit_time = time.time() - fit_start
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     best_score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
-    trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
+    trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
     metrics = {k: v for k, v in to_float_dict(trainer.callback_metrics).items() if k.startswith("test/")}
     metrics.update(run_facts(trainer, cfg.seed, start, best, best_score, cfg.optimized_metric), fit_time_s=fit_time)
     if trainer.is_global_zero:

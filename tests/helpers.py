@@ -33,7 +33,7 @@ def _bn(pl_module) -> torch.Tensor | None:
 
 
 def state(path) -> dict[str, torch.Tensor]:
-    return torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
 
 
 class DumpBackbone(L.Callback):

@@ -4,13 +4,16 @@ Every backbone returned maps images (B, 3, H, W) to pooled features (B, num_feat
 classifier, and can be split into layer groups (timm's `group_matcher`) for gradual unfreezing and
 layer-wise LR decay. Plain torch: no Lightning, no Hydra (import-linter contract).
 
-Add a source: write `create(name, pretrained: bool, input_size, drop_path_rate) -> nn.Module` in a
-module of this package and add it to `SOURCES`. Add an offline weights package: `offline.PACKAGES`.
+Add a source: in a module of this package, `create(name, pretrained: bool, input_size,
+drop_path_rate) -> nn.Module` and `check_name(name)` (raises ConfigError for an unknown name, cheaply,
+before anything is built), and a `Source` entry in `SOURCES`. Add an offline weights package:
+`offline.PACKAGES`.
 """
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from torch import nn
 
@@ -18,21 +21,35 @@ from cifar_ft.backbones import offline, timm_models, torchvision_models
 from cifar_ft.backbones.weights import load_into
 from cifar_ft.errors import ConfigError, check_choice
 
-# model.source -> builder(name, pretrained (download/cache: bool), input_size, drop_path_rate)
-SOURCES: dict[str, Callable[..., nn.Module]] = {
-    "timm": timm_models.create,
-    "torchvision": torchvision_models.create,
+
+@dataclass(frozen=True)
+class Source:
+    create: Callable[..., nn.Module]  # (name, pretrained: bool, input_size, drop_path_rate) -> headless model
+    check_name: Callable[[str], None]  # ConfigError for a name this source does not have
+
+
+# model.source -> where backbones come from
+SOURCES: dict[str, Source] = {
+    "timm": Source(timm_models.create, timm_models.check_name),
+    "torchvision": Source(torchvision_models.create, torchvision_models.check_name),
 }
 
 
+def check_backbone(name: str, source: str) -> None:
+    """ConfigError unless `source` is known and has a backbone called `name` (nothing is built)."""
+    SOURCES[check_choice("model.source", source, SOURCES)].check_name(name)
+
+
 def create_backbone(name: str, pretrained: bool | str = True, source: str = "timm",
-                    input_size: int | None = None, drop_path_rate: float = 0.0) -> nn.Module:
+                    input_size: int | None = None, drop_path_rate: float = 0.0,
+                    trust_weights: bool = False) -> nn.Module:
     """A headless backbone with attribute `num_features`. `pretrained`: True (hub/torchvision weights,
-    local cache when offline), False, a key of `offline.PACKAGES`, or a path to a weights file."""
-    build = SOURCES[check_choice("model.source", source, SOURCES)]
-    model = build(name, pretrained is True, input_size, drop_path_rate)
+    local cache when offline), False, a key of `offline.PACKAGES`, or a path to a weights file
+    (`trust_weights`: allow one that needs code to load)."""
+    check_backbone(name, source)
+    model = SOURCES[source].create(name, pretrained is True, input_size, drop_path_rate)
     if isinstance(pretrained, str):
-        load_into(model, offline.weights_file(pretrained))
+        load_into(model, offline.weights_file(pretrained), trust_weights)
     return model
 
 

@@ -10,20 +10,29 @@ from cifar_ft.backbones.offline import host_reachable
 from cifar_ft.errors import ConfigError, close_matches
 
 
-def create(name: str, pretrained: bool, input_size: int | None, drop_path_rate: float) -> nn.Module:
+def check_name(name: str) -> None:
     if not timm.is_model(name):
         raise ConfigError(f"model.backbone={name!r} is not a timm model."
                           f"{close_matches(name, timm.list_models())} (list: timm.list_models('*pattern*'))")
-    kwargs: dict = {"num_classes": 0}
+
+
+def create(name: str, pretrained: bool, input_size: int | None, drop_path_rate: float) -> nn.Module:
+    kwargs: dict = {"num_classes": 0, **architecture_args(name, input_size)}
     if drop_path_rate:
         kwargs["drop_path_rate"] = drop_path_rate
     cfg = timm.models.get_pretrained_cfg(name)
-    # ViTs have a fixed patch grid; building them at another resolution interpolates pos_embed.
-    if cfg is not None and cfg.fixed_input_size and input_size and input_size != cfg.input_size[-1]:
-        kwargs["img_size"] = input_size
     if pretrained:
         kwargs.update(_weights_source(name, cfg))
     return timm.create_model(name, pretrained=pretrained, **kwargs)
+
+
+def architecture_args(name: str, input_size: int | None) -> dict:
+    """timm.create_model arguments that change the architecture for this input size: ViTs have a fixed
+    patch grid, so one built at another resolution gets `img_size` (pos_embed interpolated)."""
+    cfg = timm.models.get_pretrained_cfg(name)
+    if cfg is not None and cfg.fixed_input_size and input_size and input_size != cfg.input_size[-1]:
+        return {"img_size": input_size}
+    return {}
 
 
 def _weights_source(name: str, cfg) -> dict:

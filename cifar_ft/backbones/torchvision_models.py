@@ -34,10 +34,13 @@ class HeadlessResNet(ResNet):
         return RESNET_GROUP_MATCHER
 
 
-def create(name: str, pretrained: bool, input_size: int | None = None, drop_path_rate: float = 0.0) -> nn.Module:
+def check_name(name: str) -> None:
     if name not in ARCHS:
         raise ConfigError(f"model.backbone={name!r} with model.source=torchvision; valid: "
                           f"{', '.join(ARCHS)} (any other model: model.source=timm)")
+
+
+def create(name: str, pretrained: bool, input_size: int | None = None, drop_path_rate: float = 0.0) -> nn.Module:
     model = HeadlessResNet(*ARCHS[name])
     if pretrained:
         state = _imagenet_weights(name)

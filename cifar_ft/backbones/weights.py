@@ -1,15 +1,23 @@
-"""Loading backbone weights from local files, with every shape checked.
+"""Loading files someone may have shared, safely, and backbone weights from them, fully checked.
 
-Accepts `.pth`/`.pt`/`.bin` (torch pickles), `.safetensors`, and Lightning `.ckpt` files written by
-cifar_ft. State dicts in a foreign naming convention are converted by the `CONVENTIONS` registry:
+No code runs on load: torch files are read with `weights_only=True` (tensors, numbers, strings,
+lists, dicts) and a file whose pickle would import anything else is refused in one line naming it,
+unless the user opts in with `trust_checkpoint=true`. `.safetensors` holds tensors only and is the
+preferred format. Accepts `.pth`/`.pt`/`.bin` (torch files), `.safetensors`, and `.ckpt` files written
+by cifar_ft. A weights file must provide every backbone tensor (the classifier excepted).
+
+State dicts in a foreign naming convention are converted by the `CONVENTIONS` registry:
 EfficientNet-PyTorch (keys `_conv_stem`, `_blocks.N...`) maps onto timm's names by position, since
 the two architectures list the same tensors in the same order.
 """
 from __future__ import annotations
 
 import logging
+import pickle
+import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -25,7 +33,44 @@ HEAD_PREFIXES = ("fc.", "head.", "classifier.", "_fc.", "head.fc.", "last_linear
 WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.")
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+def unsafe_globals(path: Path) -> list[str]:
+    """What the file's pickle would import beyond torch's weights-only allow-list (read without
+    loading any tensor data); [] for a safe file or one that is not a torch zip file."""
+    try:
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+    except Exception:  # noqa: BLE001 - not a zip-format torch file: torch.load decides below
+        return []
+
+
+def _refusal(key: str, path: Path, names: list[str]) -> ConfigError:
+    return ConfigError(
+        f"{key}={str(path)!r} is refused: loading it would run code it carries ({', '.join(names[:3])}); "
+        "checkpoints and weights load only tensors, numbers, strings, lists and dicts. If you trust "
+        "where it came from, add trust_checkpoint=true (and share weights as .safetensors)")
+
+
+def refuse_unsafe(path: str | Path, key: str, trust: bool = False) -> None:
+    """Raise the one-line refusal if loading `path` would run code (and the user did not trust it)."""
+    if not trust and (names := unsafe_globals(Path(path).expanduser())):
+        raise _refusal(key, Path(path), names)
+
+
+def load_torch_file(path: str | Path, key: str, trust: bool = False) -> Any:
+    """`torch.load` on the CPU with `weights_only=True` unless `trust`; one-line errors for files that
+    need code (naming what they would import) and for files that cannot be read."""
+    path = Path(path).expanduser()
+    refuse_unsafe(path, key, trust)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not trust)
+    except pickle.UnpicklingError as exc:  # weights-only refusal of a file the scan could not read
+        names = re.findall(r"GLOBAL ([\w.]+)", str(exc)) or [f"{type(exc).__name__}"]
+        raise _refusal(key, path, names) from exc
+    except Exception as exc:  # noqa: BLE001 - truncated or foreign files raise many types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ConfigError(f"{key}={str(path)!r} cannot be read ({type(exc).__name__}: {first})") from exc
+
+
+def read_state_dict(path: str | Path, trust: bool = False) -> dict[str, torch.Tensor]:
     """Read a tensor dict from any supported file; unwrap `state_dict`/`model` containers."""
     path = Path(path).expanduser()
     if not path.is_file():
@@ -38,7 +83,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         return load_file(str(path))
-    obj = torch.load(path, map_location="cpu", weights_only=path.suffix != ".ckpt")
+    obj = load_torch_file(path, "model.pretrained", trust)
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -93,24 +138,29 @@ def to_model_names(sd: dict[str, torch.Tensor], target: dict[str, torch.Tensor],
     return sd
 
 
-def load_into(model: nn.Module, path: str | Path) -> None:
-    """Load a weights file into a backbone built with `num_classes=0`, failing on any mismatch."""
-    origin = f"weights file {str(path)!r}"
+def load_into(model: nn.Module, path: str | Path, trust: bool = False) -> int:
+    """Load a weights file into a backbone built with `num_classes=0`; fails (one line, with examples
+    of the missing and unexpected keys) unless every backbone tensor is in the file with its shape.
+    Returns the number of tensors loaded."""
+    origin = f"model.pretrained={str(path)!r}"
     target = model.state_dict()
-    sd = to_model_names(read_state_dict(path), target, origin)
+    sd = to_model_names(read_state_dict(path, trust), target, origin)
     sd = {k: v for k, v in sd.items() if not (k.startswith(HEAD_PREFIXES) and k not in target)}
     for key, value in sd.items():
         if key in target and target[key].shape != value.shape:
             raise ConfigError(f"{origin}: key {key!r} has shape {tuple(value.shape)}, "
                               f"the model expects {tuple(target[key].shape)}")
-    missing = [k for k in target if k not in sd and not k.endswith("num_batches_tracked")]
+    needed = [k for k in target if not k.endswith("num_batches_tracked")]
+    missing = [k for k in needed if k not in sd]
     unexpected = [k for k in sd if k not in target]
-    if missing and len(missing) == len(target):
-        raise ConfigError(f"{origin}: none of its {len(sd)} keys match the model "
-                          f"(first file key {next(iter(sd), None)!r}, first model key {next(iter(target))!r})")
     if missing:
-        log.warning("%s: %d missing keys, e.g. %s", origin, len(missing), missing[:5])
+        raise ConfigError(f"{origin}: {len(missing)} of the backbone's {len(needed)} tensors are not in the "
+                          f"file (e.g. {', '.join(missing[:3])}); {len(unexpected)} of its {len(sd)} tensors "
+                          f"match none (e.g. {', '.join(unexpected[:3]) or '-'}): weights of another "
+                          "architecture? Nothing was loaded")
     if unexpected:
-        log.warning("%s: %d unexpected keys ignored, e.g. %s", origin, len(unexpected), unexpected[:5])
+        log.warning("%s: %d tensors that match no backbone parameter ignored, e.g. %s", origin,
+                    len(unexpected), unexpected[:5])
     model.load_state_dict({k: v for k, v in sd.items() if k in target}, strict=False)
-    log.info("Loaded %d tensors from %s", len(sd) - len(unexpected), path)
+    log.info("%s: loaded %d of %d backbone tensors", origin, len(needed), len(needed))
+    return len(needed)

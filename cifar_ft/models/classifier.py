@@ -33,7 +33,8 @@ class ImageClassifier(L.LightningModule):
     """`backbone` (features) -> dropout -> `head` (nn.Linear(num_features, num_classes)).
 
     `input_size`, `mean`, `std` and `batch_size` describe how the backbone wants its input; they are
-    stored with the checkpoint so evaluation rebuilds the same transforms. `optimizer` is a factory
+    stored with the checkpoint so evaluation rebuilds the same transforms. `trust_weights`: allow a
+    `pretrained` weights file that needs code to load (never the default). `optimizer` is a factory
     called on param groups (a partial of torch.optim.X holding lr, weight decay, ...); each group
     carries its `lr_scale`. Implements the `FinetunableModule` contract (cifar_ft.contracts).
     """
@@ -46,15 +47,18 @@ class ImageClassifier(L.LightningModule):
                  backbone_lr_mult: float = 0.1, label_smoothing: float = 0.1,
                  class_names: list[str] | None = None, optimizer: Callable | None = None,
                  scheduler: Callable | None = None, compile: bool = False,
-                 channels_last: bool = True) -> None:
+                 channels_last: bool = True, trust_weights: bool = False) -> None:
         super().__init__()
         if num_classes < 2:
             raise ConfigError(f"num_classes={num_classes}: need at least 2 classes")
         if class_names is not None and len(class_names) != num_classes:
             raise ConfigError(f"{len(class_names)} class names for num_classes={num_classes}")
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        # plain lists (not the config's ListConfig): checkpoints then load with weights_only=True
+        mean, std = [float(v) for v in mean], [float(v) for v in std]
+        class_names = [str(c) for c in class_names] if class_names is not None else None
+        self.save_hyperparameters(ignore=["optimizer", "scheduler", "trust_weights"])
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.backbone = create_backbone(backbone, pretrained, source, input_size, drop_path_rate)
+        self.backbone = create_backbone(backbone, pretrained, source, input_size, drop_path_rate, trust_weights)
         self.dropout = nn.Dropout(head_dropout)
         self.head = nn.Linear(self.backbone.num_features, num_classes)
         init = HEAD_INITS[check_choice("model.head_init", head_init, HEAD_INITS)]

@@ -4,7 +4,8 @@
   is written to a temporary file in the same directory, flushed to disk, then renamed over the
   target. A process killed at any moment (SIGKILL, power loss) leaves either the previous file or the
   new one, never a truncated one.
-- `read_checkpoint` / `load_classifier`: one of our checkpoints, checked, for eval and predict.
+- `read_checkpoint` / `load_classifier`: one of our checkpoints, checked, for eval and predict; no
+  code runs on load (`weights_only=True`) unless the user passed `trust_checkpoint=true`.
 - `resolve_ckpt` / `resume_target`: what `ckpt_path=...` and `resume=true` point at.
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from cifar_ft.backbones.weights import load_torch_file, refuse_unsafe
 from cifar_ft.errors import ConfigError
 from cifar_ft.models.classifier import ImageClassifier
 
@@ -56,24 +58,22 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def read_checkpoint(path: str) -> dict:
-    """One of our checkpoints (model hyperparameters checked), loaded on the CPU."""
+def read_checkpoint(path: str, trust: bool = False) -> dict:
+    """One of our checkpoints (model hyperparameters checked), loaded on the CPU without running code."""
     if not Path(path).is_file():
         raise ConfigError(f"ckpt_path={path!r}: no such checkpoint file")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - truncated or foreign files raise many types
-        raise ConfigError(f"ckpt_path={path!r} cannot be read as a checkpoint ({type(exc).__name__}: {exc})") from exc
+    ckpt = load_torch_file(path, "ckpt_path", trust)
     hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     if not hparams or "backbone" not in hparams:
         raise ConfigError(f"ckpt_path={path!r} is not a cifar_ft checkpoint (no model hyperparameters)")
     return ckpt
 
 
-def load_classifier(path: str) -> ImageClassifier:
+def load_classifier(path: str, trust: bool = False) -> ImageClassifier:
     """The model of one of our checkpoints, on the CPU, built without downloading pretrained weights."""
+    refuse_unsafe(path, "ckpt_path", trust)
     return ImageClassifier.load_from_checkpoint(path, map_location="cpu", pretrained=False, compile=False,
-                                                weights_only=False)
+                                                weights_only=not trust)
 
 
 def check_classes(ckpt_names: list[str], data_names: list[str], path: str) -> None:
@@ -92,12 +92,14 @@ def resume_target(ckpt_path: str | None, resume: bool) -> str | None:
     return "last"
 
 
-def resolve_ckpt(ckpt_path: str | None, output_dir: Path) -> str | None:
-    """`last` -> <run dir>/checkpoints/last.ckpt; other paths must exist."""
+def resolve_ckpt(ckpt_path: str | None, output_dir: Path, trust: bool = False) -> str | None:
+    """`last` -> <run dir>/checkpoints/last.ckpt; other paths must exist and load without code
+    (unless trusted)."""
     if ckpt_path in (None, ""):
         return None
     path = output_dir / "checkpoints" / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
     if not path.is_file():
         hint = " (ckpt_path=last resumes <hydra.run.dir>/checkpoints/last.ckpt: pass that run's hydra.run.dir)"
         raise ConfigError(f"ckpt_path={ckpt_path!r}: no checkpoint at {path}" + (hint if ckpt_path == "last" else ""))
+    refuse_unsafe(path, "ckpt_path", trust)
     return str(path)

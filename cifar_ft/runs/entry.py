@@ -3,8 +3,10 @@ can fix (exit 2), a stop report for SIGTERM/SIGINT (exit 128 + signal), failures
 a multirun. HYDRA_FULL_ERROR=1 keeps full tracebacks; bugs always keep theirs."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
+import io
 import logging
 import os
 import re
@@ -21,6 +23,8 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from cifar_ft.errors import close_matches, find_user_error
+from cifar_ft.runs.compose import CONF_DIR, compose_config
+from cifar_ft.runs.validate import validate_config
 
 log = logging.getLogger("cifar_ft")
 T = TypeVar("T")
@@ -31,14 +35,14 @@ _WRITE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.ENO
 def command(task: Callable[[DictConfig], T], config_name: str) -> Callable[[], None]:
     """`main` of `python -m cifar_ft.<name>`: Hydra composes `conf/<config_name>.yaml` with the
     command-line overrides and runs `task(cfg)` under `report_errors`; Hydra's own errors are one
-    line too. Hydra sees `task` itself (functools.wraps), so the job is named after its module and
-    `../conf` is found next to the package."""
+    line too. Hydra sees `task` itself (functools.wraps), so the job is named after its module; the
+    configs are the repository's conf/ (an absolute path: `main()` also works when imported)."""
     @functools.wraps(task)
     def run(cfg: DictConfig) -> T | None:
         return report_errors(task, cfg)
 
-    hydra_main = hydra.main(version_base="1.3", config_path="../conf", config_name=config_name)(run)
-    return functools.partial(hydra_entry, hydra_main)
+    hydra_main = hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)(run)
+    return functools.partial(hydra_entry, hydra_main, config_name)
 
 
 def register_resolvers() -> None:
@@ -75,18 +79,59 @@ def report_errors(fn: Callable[[DictConfig], T], cfg: DictConfig) -> T | float |
         fail(message)
 
 
-def hydra_entry(hydra_main: Callable[[], object]) -> None:
+def hydra_entry(hydra_main: Callable[[], object], config_name: str | None = None) -> None:
     """Call a `@hydra.main` function so that Hydra's own errors (unknown config group option, bad
-    override, unwritable run directory) are one line too, like ours."""
+    override, unwritable run directory) are one line too, like ours. With `config_name`, the config
+    the command line asks for is composed and validated first: a bad value is reported before Hydra
+    creates (or writes into) a run directory."""
     os.environ.setdefault(_USER_FULL_ERROR, os.environ.get("HYDRA_FULL_ERROR", "0"))
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises instead of printing its multi-line report
     try:
+        if config_name is not None:
+            prevalidate(config_name, sys.argv[1:])
         hydra_main()
     except Exception as exc:
         message = hydra_message(exc) or user_message(exc)
         if message is None or full_errors():
             raise
         fail(message)
+
+
+def prevalidate(config_name: str, argv: list[str]) -> None:
+    """Compose and validate what `argv` asks for (every value of each sweep, under -m); commands that
+    only show information (--help, --cfg, --info, ...) are left to Hydra."""
+    from hydra._internal.utils import get_args_parser
+
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):  # Hydra prints its own usage error next
+            args = get_args_parser().parse_args(argv)
+    except SystemExit:  # not parseable: Hydra reports it
+        return
+    if any([args.help, args.hydra_help, args.cfg, args.info, args.shell_completion, args.config_name,
+            args.config_path, args.config_dir, args.experimental_rerun]):
+        return
+    for overrides in sweep_variants(args.overrides) if args.multirun else [args.overrides]:
+        validate_config(compose_config(overrides, config_name=config_name))
+
+
+def sweep_variants(overrides: list[str]) -> list[list[str]]:
+    """Override lists that together use every value of every sweep (`a=1,2 b=x,y` -> a=1 b=x, a=2 b=x,
+    a=1 b=y): each value is validated once, without the full grid."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    sweeps = []
+    for o in (o for o in parsed if o.is_sweep_override()):
+        try:
+            sweeps.append((o.get_key_element(), list(o.sweep_string_iterator())))
+        except Exception:  # noqa: BLE001 - continuous ranges (Optuna intervals): left to the sweeper
+            continue
+    first = [f"{key}={values[0]}" for key, values in sweeps if values]
+    variants = [fixed + first]
+    for i, (key, values) in enumerate(sweeps):
+        variants += [fixed + first[:i] + [f"{key}={v}"] + first[i + 1:] for v in values[1:]]
+    return variants
 
 
 def user_message(exc: BaseException, cfg: DictConfig | None = None) -> str | None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -47,3 +48,68 @@ def test_unwritable_paths_output_dir_fails_before_training(cfg_factory, tmp_path
     cfg.paths.output_dir = str(blocker / "run")
     with pytest.raises(ConfigError, match="paths.output_dir=.*a_file/run.* is not writable"):
         train(cfg)
+
+
+# Bad values, paths and files: (command, its arguments, what the one error line must name).
+BAD_INPUTS = [
+    ("train", ["optimizer.lr=-1"], "optimizer.lr=-1"),
+    ("train", ["optimizer.weight_decay=-0.1"], "optimizer.weight_decay=-0.1"),
+    ("train", ["model.input_size=0"], "model.input_size=0"),
+    ("train", ["model.input_size=8"], "model.input_size=8"),
+    ("train", ["data.batch_size=0"], "data.batch_size=0"),
+    ("train", ["data.eval_batch_size=0"], "data.eval_batch_size=0"),
+    ("train", ["model.label_smoothing=1.5"], "model.label_smoothing=1.5"),
+    ("train", ["model.head_dropout=1.0"], "model.head_dropout=1.0"),
+    ("train", ["data.val_size=-5"], "data.val_size=-5"),
+    ("train", ["data.mixup_alpha=-1"], "data.mixup_alpha=-1"),
+    ("train", ["data.rrc_scale=[0.9,0.5]"], "data.rrc_scale=[0.9, 0.5]"),
+    ("train", ["data.eval_crop_pct=0"], "data.eval_crop_pct=0"),
+    ("train", ["data.pad_fraction=0.9"], "data.pad_fraction=0.9"),
+    ("train", ["model.std=[0.5,0,0.5]"], "model.std=[0.5, 0, 0.5]"),
+    ("train", ["trainer.max_epochs=0"], "trainer.max_epochs=0"),
+    ("train", ["trainer.accumulate_grad_batches=0"], "trainer.accumulate_grad_batches=0"),
+    ("train", ["trainer.precision=8-mixed"], "trainer.precision='8-mixed'"),
+    ("train", ["scheduler.warmup_steps=-10"], "scheduler.warmup_steps=-10"),
+    ("train", ["seed=-1"], "seed=-1"),
+    ("train", ["callbacks.freeze.freeze_epochs=-1"], "callbacks.freeze.freeze_epochs=-1"),
+    ("train", ["callbacks.freeze.freeze_epochs=5", "trainer.max_epochs=2"], "callbacks.freeze.freeze_epochs=5"),
+    ("train", ["callbacks.freeze.unfreeze=sometimes"], "callbacks.freeze.unfreeze='sometimes'"),
+    ("train", ["data.augment=jiter"], "data.augment='jiter'"),
+    ("train", ["model.source=keras"], "model.source='keras'"),
+    ("train", ["model.head_init=ones"], "model.head_init='ones'"),
+    ("train", ["model.backbone=resnet181"], "model.backbone='resnet181'"),
+    ("train", ["model.pretrained=/nonexistent/w.pth"], "model.pretrained='/nonexistent/w.pth'"),
+    ("train", ["model.pretrained=pypi:no-such-package"], "model.pretrained='pypi:no-such-package'"),
+    ("train", ["ckpt_path=/nonexistent/last.ckpt"], "ckpt_path='/nonexistent/last.ckpt'"),
+    ("train", ["data=image_folder", "data.root=/nonexistent/photos"], "data.root='/nonexistent/photos'"),
+    ("eval", ["ckpt_path=/nonexistent/best.ckpt", "data=synthetic"], "ckpt_path='/nonexistent/best.ckpt'"),
+    ("predict", ["ckpt_path={ckpt}", "inputs=[/nonexistent/cat.jpg]"], "inputs: '/nonexistent/cat.jpg'"),
+    ("predict", ["ckpt_path={ckpt}", "inputs=[{ckpt}]", "top_k=0"], "top_k=0"),
+    ("predict", ["ckpt_path={ckpt}", "inputs=[{ckpt}]", "on_bad_image=ignore"], "on_bad_image='ignore'"),
+    ("export", ["ckpt_path={ckpt}", "format=tflite"], "format='tflite'"),
+]
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("command,args,named", BAD_INPUTS, ids=[" ".join(a) for _, a, _ in BAD_INPUTS])
+def test_bad_input_is_one_line_first_and_writes_nothing(command, args, named, smoke_run, capfd, monkeypatch):
+    """As the command line runs it (`main()` of the module): exit 2, one `error:` line naming the key and
+    value, at most 5 lines in all, no traceback or config tree, the existing run directory untouched."""
+    import importlib
+
+    before = snapshot(smoke_run)
+    ckpt = smoke_run / "checkpoints" / "last.ckpt"
+    argv = [a.format(ckpt=ckpt) for a in args] + [f"hydra.run.dir={smoke_run}"]
+    monkeypatch.setattr(sys, "argv", [command, *(["experiment=smoke"] if command == "train" else []), *argv])
+    with pytest.raises(SystemExit) as info:
+        importlib.import_module(f"cifar_ft.{command}").main()
+    out, err = capfd.readouterr()
+    lines = (out + err).strip().splitlines()
+    assert info.value.code == 2 and len(lines) <= 5, out + err
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1 and named in errors[0], out + err
+    assert "Traceback" not in out + err and "optimizer:" not in out  # no traceback, no config tree
+    assert snapshot(smoke_run) == before

@@ -59,7 +59,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(reference, tmp_
     run_dir = tmp_path / "killed"
     proc = cli(run_dir, *signal_at(STEPS_PER_EPOCH + 6, "SIGKILL"))  # mid-epoch 1, after unfreezing
     assert proc.returncode == -signal.SIGKILL
-    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == STEPS_PER_EPOCH
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == STEPS_PER_EPOCH
     assert not list((run_dir / "checkpoints").glob(".*tmp*"))  # nothing half-written left behind
     proc = cli(run_dir, "ckpt_path=last")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -72,7 +72,7 @@ def test_sigterm_mid_epoch_saves_and_resumes_exactly_inside_the_freeze_phase(ref
     assert proc.returncode == 128 + signal.SIGTERM, proc.stderr[-3000:]
     last_line = proc.stderr.strip().splitlines()[-1]
     assert last_line.startswith("stopped by SIGTERM at step 7: saved ") and "ckpt_path=last" in last_line
-    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 7 and ckpt["epoch"] == 0
     proc = cli(run_dir, "ckpt_path=last")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -84,7 +84,7 @@ def test_sigint_finishes_the_step_and_saves_a_checkpoint(tmp_path):
     proc = cli(run_dir, *signal_at(STEPS_PER_EPOCH + 3, "SIGINT"))
     assert proc.returncode == 128 + signal.SIGINT, proc.stderr[-3000:]
     assert proc.stderr.strip().splitlines()[-1].startswith(f"stopped by SIGINT at step {STEPS_PER_EPOCH + 3}")
-    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == STEPS_PER_EPOCH + 3 and ckpt["epoch"] == 1
 
 
@@ -96,7 +96,7 @@ def test_ddp_sigterm_to_one_rank_stops_all_ranks_at_one_step_and_resumes_exactly
     run_dir = tmp_path / "preempted"
     proc = cli(run_dir, *ddp, *signal_at(4, "SIGTERM"), "+callbacks.signal.rank=0")
     assert proc.returncode == 128 + signal.SIGTERM, proc.stderr[-3000:]
-    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 4
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
     proc = cli(run_dir, *ddp, "ckpt_path=last")
     assert proc.returncode == 0, proc.stderr[-3000:]
     want, got = state(reference / "checkpoints" / "last.ckpt"), state(run_dir / "checkpoints" / "last.ckpt")
@@ -108,8 +108,8 @@ def test_resume_true_continues_in_the_same_run_directory(cfg_factory):
 
     train(cfg_factory("trainer.max_epochs=1", name="run"))
     out = cfg_factory(name="run").paths.output_dir
-    assert torch.load(f"{out}/checkpoints/last.ckpt", weights_only=False)["global_step"] == STEPS_PER_EPOCH
+    assert torch.load(f"{out}/checkpoints/last.ckpt", weights_only=True)["global_step"] == STEPS_PER_EPOCH
     train(cfg_factory("trainer.max_epochs=2", "resume=true", name="run"))
-    assert torch.load(f"{out}/checkpoints/last.ckpt", weights_only=False)["global_step"] == 2 * STEPS_PER_EPOCH
+    assert torch.load(f"{out}/checkpoints/last.ckpt", weights_only=True)["global_step"] == 2 * STEPS_PER_EPOCH
     with pytest.raises(Exception, match="resume=true resumes checkpoints/last.ckpt but ckpt_path='x.ckpt'"):
         train(cfg_factory("resume=true", "ckpt_path=x.ckpt", name="run"))

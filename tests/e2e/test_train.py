@@ -51,7 +51,7 @@ def test_train_checkpoint_eval_roundtrip(cfg_factory, tmp_path):
     assert emetrics["test/acc"] == pytest.approx(metrics["test/acc"])
     saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert saved["test/acc"] == pytest.approx(metrics["test/acc"]) and saved["num_test_images"] == 160
-    ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["hyper_parameters"]["class_names"] == [f"class_{i}" for i in range(10)]
     assert not any("_orig_mod" in k for k in ckpt["state_dict"])
 

@@ -63,7 +63,7 @@ def kill_while_writing(path: Path, kind: str) -> str:
                           text=True, timeout=120)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     try:
-        ckpt = torch.load(path, weights_only=False)
+        ckpt = torch.load(path, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure to load is the finding
         return f"unloadable ({type(exc).__name__})"
     return "previous" if ckpt["i"] == 1 and bool((ckpt["w"] == 1).all()) else "mixed"

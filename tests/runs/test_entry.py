@@ -27,7 +27,7 @@ def test_nan_loss_stops_naming_step_and_lr_and_keeps_the_last_good_checkpoint(cf
     assert "lr head " in err[0] and "optimizer.lr" in err[0]
     ckpts = Path(cfg.paths.output_dir) / "checkpoints"
     assert f"last good checkpoint: {ckpts / 'last.ckpt'}" in err[0]
-    last = torch.load(ckpts / "last.ckpt", weights_only=False)
+    last = torch.load(ckpts / "last.ckpt", weights_only=True)
     assert last["global_step"] == 12  # the end of epoch 0: nothing written after the NaN
     assert all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
     assert sorted(p.name for p in ckpts.iterdir()) == ["best-epoch000.ckpt", "last.ckpt"]

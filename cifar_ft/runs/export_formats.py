@@ -1,0 +1,122 @@
+"""Taking a fine-tuned model out of the framework, as the plain timm model it is.
+
+Our checkpoint holds `backbone.*` (a timm model built without classifier) and `head.*`; `to_timm`
+rebuilds the timm architecture with `num_classes` outputs and puts our head in its classifier slot,
+so the exported files use timm's own parameter names and need nothing of cifar_ft to run.
+
+Add a format: a function `(timm model, out dir, ExportInfo) -> list of written files` and an entry in
+`FORMATS` (`format=<name>`).
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+from cifar_ft.backbones.timm_models import architecture_args
+from cifar_ft.errors import ConfigError
+from cifar_ft.models.classifier import ImageClassifier
+
+log = logging.getLogger("cifar_ft")
+
+
+@dataclass
+class ExportInfo:
+    """What the exported files record besides the weights."""
+
+    class_names: list[str]
+    input_size: int
+    mean: list[float]
+    std: list[float]
+    eval_crop_pct: float
+    model_card: str
+
+
+def to_timm(model: ImageClassifier) -> nn.Module:
+    """The timm model (classifier included, eval mode) with exactly our backbone and head weights."""
+    hp = model.hparams
+    net = timm.create_model(hp.backbone, pretrained=False, num_classes=hp.num_classes,
+                            **architecture_args(hp.backbone, hp.input_size))
+    slot = net.pretrained_cfg.get("classifier")
+    if not isinstance(slot, str):
+        raise ConfigError(f"model.backbone={hp.backbone!r} has classifier slots {slot!r}; export supports one")
+    state = dict(model.backbone.state_dict())
+    state.update({f"{slot}.weight": model.head.weight.detach(), f"{slot}.bias": model.head.bias.detach()})
+    net.load_state_dict(state, strict=True)  # every tensor, by name: a mismatch fails here
+    return net.eval()
+
+
+def export_timm(net: nn.Module, out: Path, info: ExportInfo) -> list[Path]:
+    """timm's `save_for_hf` layout: model.safetensors, config.json (architecture, num_classes, label
+    names, input size, mean/std), plus the model card README.md. `timm.create_model("local-dir:OUT",
+    pretrained=True)` loads it; the folder is ready for the Hugging Face hub."""
+    from timm.models import save_for_hf
+
+    data_config = {"input_size": (3, info.input_size, info.input_size), "mean": tuple(info.mean),
+                   "std": tuple(info.std), "crop_pct": info.eval_crop_pct, "interpolation": "bilinear"}
+    save_for_hf(net, str(out), model_config={"label_names": list(info.class_names)}, safe_serialization=True,
+                data_config=data_config)
+    (out / "README.md").write_text(info.model_card)
+    return [out / "model.safetensors", out / "config.json", out / "README.md"]
+
+
+def _example(info: ExportInfo, batch: int = 2) -> torch.Tensor:
+    return torch.randn(batch, 3, info.input_size, info.input_size)
+
+
+def _batch_dim() -> dict:
+    return {0: torch.export.Dim("batch", min=1, max=65536)}
+
+
+def export_onnx(net: nn.Module, out: Path, info: ExportInfo) -> list[Path]:
+    """model.onnx (input `images`, output `logits`, dynamic batch), checked against torch with
+    onnxruntime when it is installed (pip install -e '.[onnx]')."""
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError as err:
+        raise ConfigError("format=onnx needs onnx and onnxscript: pip install -e '.[onnx]'") from err
+    path = out / "model.onnx"
+    torch.onnx.export(net, (_example(info),), str(path), input_names=["images"], output_names=["logits"],
+                      dynamic_shapes=(_batch_dim(),), dynamo=True, external_data=False, verbose=False)
+    (out / "README.md").write_text(info.model_card)
+    _check_onnx(net, path, info)
+    return [path, out / "README.md"]
+
+
+def _check_onnx(net: nn.Module, path: Path, info: ExportInfo) -> None:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        log.warning("onnxruntime not installed: %s not checked (pip install -e '.[onnx]')", path)
+        return
+    x = _example(info, batch=3)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = torch.from_numpy(session.run(None, {"images": x.numpy()})[0])
+    with torch.no_grad():
+        diff = (got - net(x)).abs().max().item()
+    if diff > 1e-3:
+        raise RuntimeError(f"{path}: onnxruntime differs from torch by {diff:.2e} (max abs logit)")
+    log.info("onnxruntime check: max abs logit difference %.2e on a batch of 3", diff)
+
+
+def export_torch(net: nn.Module, out: Path, info: ExportInfo) -> list[Path]:
+    """model.pt2 from `torch.export` (dynamic batch): `torch.export.load(path).module()(images)`."""
+    path = out / "model.pt2"
+    program = torch.export.export(net, (_example(info),), dynamic_shapes=(_batch_dim(),))
+    torch.export.save(program, str(path))
+    (out / "README.md").write_text(info.model_card)
+    return [path, out / "README.md"]
+
+
+# format= -> exporter
+FORMATS: dict[str, Callable[[nn.Module, Path, ExportInfo], list[Path]]] = {
+    "timm": export_timm,
+    "onnx": export_onnx,
+    "torch_export": export_torch,
+}

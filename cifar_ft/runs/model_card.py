@@ -1,0 +1,62 @@
+"""The model card (README.md) of an exported model: what it is, how well it did, how it was made.
+
+Read from the checkpoint's run directory: metrics.json (test metrics), .hydra/config.yaml (data and
+training config) and .hydra/overrides.yaml (the command). Hugging Face hub front matter included."""
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+
+import yaml
+
+HEADLINE = ["test/acc", "test/acc_top5", "test/f1_macro", "test/precision_macro", "test/recall_macro",
+            "test/loss", "val/acc_best"]
+
+
+def _run_dir(ckpt_path: str) -> Path:
+    return Path(ckpt_path).resolve().parent.parent  # <run>/checkpoints/<name>.ckpt
+
+
+def _load(path: Path, reader) -> object | None:
+    return reader(path.read_text()) if path.is_file() else None
+
+
+def model_card(ckpt_path: str, hparams: dict, fmt: str) -> str:
+    run = _run_dir(ckpt_path)
+    metrics = _load(run / "metrics.json", json.loads) or {}
+    config = _load(run / ".hydra" / "config.yaml", yaml.safe_load) or {}
+    overrides = _load(run / ".hydra" / "overrides.yaml", yaml.safe_load) or []
+    names = list(hparams["class_names"])
+    data = config.get("data", {})
+    front = {"library_name": "timm", "tags": ["image-classification", "timm", "cifar_ft"],
+             "pipeline_tag": "image-classification", "base_model": f"timm/{hparams['backbone']}"}
+    lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "",
+             f"# {hparams['backbone']} fine-tuned on {len(names)} classes ({fmt} export)", "",
+             f"{'An ImageNet-pretrained' if hparams.get('pretrained') else 'A'} `{hparams['backbone']}` with a new "
+             f"{len(names)}-way classifier, trained with cifar_ft. Classes, in output order: " + ", ".join(names) + ".",
+             "",
+             "## Results", ""]
+    rows = [(k, metrics[k]) for k in HEADLINE if isinstance(metrics.get(k), (int, float))]
+    if rows:
+        lines += ["| metric | value |", "|---|---|"] + [f"| {k} | {v:.4f} |" for k, v in rows]
+        tested = Path(metrics.get("best_ckpt") or ckpt_path).name
+        lines += ["", f"From the run's metrics.json: its test split, with the checkpoint `{tested}`; this "
+                  f"export is of `{Path(ckpt_path).name}`."]
+    else:
+        lines.append(f"No metrics.json found in {run}.")
+    lines += ["", "## Input", "",
+              f"RGB images at {hparams['input_size']} x {hparams['input_size']} px, scaled to [0, 1] and "
+              f"normalised with mean {list(hparams['mean'])} and std {list(hparams['std'])}. Training images "
+              "were stored at their native size and resized bilinearly on the device.", "",
+              "## Training", "",
+              f"Data: `{data.get('_target_', '?')}`" + (f", root `{data['root']}`" if data.get("root") else "")
+              + f"; augmentation `{data.get('augment', '?')}`.", "",
+              "Command: `python -m cifar_ft.train " + " ".join(map(str, overrides)) + "`", "",
+              f"Trained at git commit `{metrics.get('git_commit', '?')}` with seed {metrics.get('seed', '?')}; "
+              f"{metrics.get('epochs', '?')} epochs; exported {datetime.date.today().isoformat()}.", "",
+              "## Use", "", "```python", "import timm",
+              'model = timm.create_model("local-dir:PATH_TO_THIS_FOLDER", pretrained=True).eval()',
+              "cfg = timm.data.resolve_data_config({}, model=model)",
+              "transform = timm.data.create_transform(**cfg)", "```", ""]
+    return "\n".join(lines)

