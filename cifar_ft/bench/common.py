@@ -23,7 +23,7 @@ def print_table(rows: list[dict], columns: list[str], title: str) -> None:
         table.add_column(col)
     for row in rows:
         table.add_row(*[_fmt(row.get(c)) for c in columns])
-    Console().print(table)
+    Console(width=200).print(table)
 
 
 def _fmt(value) -> str:

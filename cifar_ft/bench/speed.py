@@ -5,7 +5,9 @@ machines. Rows: (1) images/s delivered at 224 px by the common tutorial pipeline
 training images/s of a plain PyTorch loop vs our Lightning run (same model, batch, precision, data
 on device); (3) wall time of 5 frozen epochs with and without the feature cache vs one uncached
 frozen epoch; (4) on a GPU: ViT-B/16 and EfficientNet-Lite0 at 224 px, training images/s and model
-FLOP utilisation against the measured bf16 matmul rate.
+FLOP utilisation against the measured bf16 matmul rate; (5) framework overhead: plain loop vs a
+bare LightningModule vs our command, for an overhead-bound (tiny@32) and a compute-bound (Lite0@64)
+case; (6) collectives per training step with 2 gloo ranks, ours vs bare DDP (see overhead.py).
 """
 from __future__ import annotations
 
@@ -16,10 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from cifar_ft.bench.common import data_root, print_table, save_json
+from cifar_ft.bench.overhead import collective_rows, overhead_rows
+from cifar_ft.bench.speed_common import plain_loop, prepared_model
 from cifar_ft.data.image_folder import ImageFolderDataModule
 from cifar_ft.data.images import ImageSet, TensorImageDataset, collate_batch
 from cifar_ft.data.transforms import BatchTransform
@@ -80,25 +83,6 @@ def data_path(images: torch.Tensor, labels: torch.Tensor, device: torch.device, 
              "unit": "img/s", "ratio": fast / base}]
 
 
-def plain_loop(model, x: torch.Tensor, y: torch.Tensor, steps: int, precision: str) -> float:
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=x.is_cuda)
-    ctx = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if precision == "bf16-mixed" else torch.enable_grad
-    model.train()
-    for i in range(steps + 2):
-        if i == 2:  # two warm-up steps
-            if x.is_cuda:
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-        with ctx():
-            loss = F.cross_entropy(model(x).float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    if x.is_cuda:
-        torch.cuda.synchronize()
-    return steps * x.shape[0] / (time.perf_counter() - start)
-
-
 def lightning_rate(model_overrides: list[str], batch: int, steps: int, out: Path, device: str) -> dict:
     """Our real run (train(cfg)) over in-memory data of the model's input size; images/s from the
     throughput monitor (first batch excluded), MFU on GPU."""
@@ -119,11 +103,9 @@ def lightning_rate(model_overrides: list[str], batch: int, steps: int, out: Path
 
 
 def training_step(model_overrides: list[str], batch: int, steps: int, out: Path, device: torch.device) -> list[dict]:
-    from hydra.utils import instantiate
 
     cfg = compose_config(["experiment=smoke", *model_overrides], out / "plain")
-    model = instantiate(cfg.model, num_classes=10, optimizer=None, scheduler=None).to(device)
-    model.setup("fit")  # channels_last for CNNs, as in our run
+    model = prepared_model(model_overrides, out / "plain").to(device)
     size = cfg.model.input_size
     x = torch.randn(batch, 3, size, size, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
@@ -182,7 +164,7 @@ def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(prog="python -m cifar_ft.bench speed", description=__doc__)
     ap.add_argument("--data", help="dir or .zip with train/<class>/*.jpg (default: ../shared/data/...zip)")
     ap.add_argument("--out", default="outputs/bench/speed")
-    ap.add_argument("--rows", default="1234", help="which rows to run, e.g. 12")
+    ap.add_argument("--rows", default="123456", help="which rows to run, e.g. 12")
     ap.add_argument("--frozen-images", type=int, default=4000)
     ap.add_argument("--steps", type=int, default=20)
     args = ap.parse_args(argv)
@@ -203,7 +185,11 @@ def main(argv: list[str]) -> None:
         rows += frozen_epochs(root, out / "frozen", "gpu" if device.type == "cuda" else "cpu", args.frozen_images)
     if "4" in args.rows and device.type == "cuda":
         rows += gpu_models(out / "gpu", args.steps * 2)
-    print_table(rows, ["row", "value", "unit", "ratio", "mfu", "gflops_per_image", "peak_tflops"],
+    if "5" in args.rows:
+        rows += overhead_rows(out / "overhead")
+    if "6" in args.rows:
+        rows += collective_rows(out / "collectives")
+    print_table(rows, ["row", "value", "unit", "ratio", "non_periodic", "mfu", "gflops_per_image", "peak_tflops"],
                 f"cifar_ft speed on {torch.cuda.get_device_name() if device.type == 'cuda' else 'CPU'} "
                 f"({torch.get_num_threads()} threads)")
     save_json(rows, out / "results.json")

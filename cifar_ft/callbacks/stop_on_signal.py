@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 log = logging.getLogger(__name__)
@@ -17,23 +19,40 @@ log = logging.getLogger(__name__)
 class StopOnSignal(L.Callback):
     """On SIGTERM or SIGINT: stop after the current step, save `<dirpath>/last.ckpt`, exit.
 
-    The handlers only set a flag (no I/O or collectives inside a signal handler); at the end of every
-    training batch the ranks agree whether any of them was signalled (one tiny all-reduce under DDP),
-    so all stop at the same step, save one consistent checkpoint together and raise
-    `SIGTERMException`, carrying `checkpoint`, `signal` and `step` for the one-line report of
-    `cifar_ft.runs.entry`. A second signal stops at once (KeyboardInterrupt), without a checkpoint.
-    During training these handlers replace Lightning's SIGTERM handler, whose broadcast from inside
-    the handler can deadlock DDP ranks that are signalled at different moments."""
+    The handlers only set a flag (no I/O or collectives inside a signal handler). A single process
+    reads its flag after every step (a Python bool: free). Under DDP the ranks agree whether any of
+    them was signalled only on agreement steps, which are logging steps (`trainer.log_every_n_steps`):
+    one all-reduce of [signalled, seconds per step] (max over ranks), from which every rank derives
+    the same next agreement step, the first logging step at least `max_delay_s` of training later
+    (`agree_every_n_steps`: every N steps instead). So all ranks stop at the same step, save one
+    consistent checkpoint together and raise `SIGTERMException`, carrying `checkpoint`, `signal` and
+    `step` for the one-line report of `cifar_ft.runs.entry`. Worst case from signal to stop: about
+    max(`max_delay_s`, `log_every_n_steps` steps), plus the checkpoint write. A
+    second signal stops at once (KeyboardInterrupt), without a checkpoint. During training these
+    handlers replace Lightning's SIGTERM handler, whose broadcast from inside the handler can
+    deadlock DDP ranks that are signalled at different moments; and since they replace it, they also
+    switch off the flag Lightning (2.6) broadcasts from rank 0 and reads back (`.item()`) before
+    every training batch under DDP: a collective and a host sync per step, for a flag that our
+    handlers never set."""
 
     SIGNALS = ("SIGTERM", "SIGINT")
 
-    def __init__(self, dirpath: str, filename: str = "last") -> None:
+    def __init__(self, dirpath: str, filename: str = "last", agree_every_n_steps: int | None = None,
+                 max_delay_s: float = 5.0) -> None:
         self.path = Path(dirpath) / f"{filename}.ckpt"
+        self.agree_every, self.max_delay_s = agree_every_n_steps, float(max_delay_s)
         self._signal: str | None = None
         self._previous: dict[int, Any] = {}
+        self._next_agreement = 0  # global step of the next DDP agreement
+        self._last_agreement: tuple[int, float] | None = None  # (global step, monotonic time)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._signal = None
+        n = self.agree_every or max(1, trainer.log_every_n_steps)
+        self._next_agreement, self._last_agreement = (trainer.global_step // n + 1) * n, None
+        loop = trainer.fit_loop.epoch_loop
+        if hasattr(loop, "_broadcast_sigterm_tensor"):
+            loop._broadcast_sigterm_tensor = _no_sigterm_broadcast
         if threading.current_thread() is threading.main_thread():
             for name in self.SIGNALS:
                 number = getattr(signal, name)
@@ -46,9 +65,12 @@ class StopOnSignal(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,
                            batch_idx: int) -> None:
-        stop = self._signal is not None
-        if trainer.world_size > 1:
-            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+        if trainer.world_size == 1:
+            stop = self._signal is not None
+        elif trainer.global_step >= self._next_agreement:
+            stop = self._agree(trainer)
+        else:
+            return
         if not stop:
             return
         trainer.save_checkpoint(self.path)  # every rank: the strategy writes once, then all sync
@@ -59,8 +81,30 @@ class StopOnSignal(L.Callback):
         exc.checkpoint, exc.signal, exc.step = str(self.path), name, trainer.global_step
         raise exc
 
+    def _agree(self, trainer: L.Trainer) -> bool:
+        """The one collective: max over ranks of [signalled, seconds per step since the last agreement]."""
+        step, now = trainer.global_step, time.monotonic()
+        per_step = 0.0
+        if self._last_agreement is not None and step > self._last_agreement[0]:
+            per_step = (now - self._last_agreement[1]) / (step - self._last_agreement[0])
+        flags = torch.tensor([float(self._signal is not None), per_step], device=trainer.strategy.root_device)
+        signalled, per_step = trainer.strategy.reduce(flags, reduce_op="max").tolist()
+        self._last_agreement = (step, now)
+        if self.agree_every:
+            self._next_agreement = step + self.agree_every
+        else:  # whole logging intervals; the same on every rank: computed from the reduced values
+            n = max(1, trainer.log_every_n_steps)
+            intervals = int(self.max_delay_s / (per_step * n)) if per_step else 1
+            self._next_agreement = step + n * max(1, min(1000, intervals))
+        return signalled > 0
+
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        vars(trainer.fit_loop.epoch_loop).pop("_broadcast_sigterm_tensor", None)
         if threading.current_thread() is threading.main_thread():
             for number, handler in self._previous.items():
                 signal.signal(number, handler)
         self._previous = {}
+
+
+def _no_sigterm_broadcast() -> None:
+    """Stands in for Lightning's per-batch SIGTERM broadcast while StopOnSignal handles signals."""

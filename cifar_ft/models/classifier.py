@@ -13,7 +13,12 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from cifar_ft.backbones import create_backbone, no_weight_decay_names, prefers_channels_last
 from cifar_ft.errors import ConfigError, check_choice
-from cifar_ft.models.metrics import classification_metrics, confusion_matrix, per_class_accuracy
+from cifar_ft.models.metrics import (
+    StreamingClassification,
+    classification_metrics,
+    confusion_matrix,
+    per_class_accuracy,
+)
 from cifar_ft.models.optim import build_optimizer, join_param_groups, param_groups
 from cifar_ft.models.rng import rng_state, set_rng_state
 
@@ -46,8 +51,9 @@ class ImageClassifier(L.LightningModule):
                  head_dropout: float = 0.0, head_init: str = "trunc_normal", drop_path_rate: float = 0.0,
                  backbone_lr_mult: float = 0.1, label_smoothing: float = 0.1,
                  class_names: list[str] | None = None, optimizer: Callable | None = None,
-                 scheduler: Callable | None = None, compile: bool = False,
-                 channels_last: bool = True, trust_weights: bool = False) -> None:
+                 scheduler: Callable | None = None, compile: bool = False, compile_mode: str = "default",
+                 compile_backend: str = "inductor", channels_last: bool = True,
+                 trust_weights: bool = False) -> None:
         super().__init__()
         if num_classes < 2:
             raise ConfigError(f"num_classes={num_classes}: need at least 2 classes")
@@ -66,7 +72,7 @@ class ImageClassifier(L.LightningModule):
             init(self.head)
             nn.init.zeros_(self.head.bias)
         self.class_names = list(class_names or [str(i) for i in range(num_classes)])
-        self.train_metrics = classification_metrics(num_classes, "train")
+        self.train_metrics = StreamingClassification(num_classes, "train/")  # no host sync per step
         self.val_metrics = classification_metrics(num_classes, "val")
         self.test_metrics = classification_metrics(num_classes, "test")
         self.test_per_class = per_class_accuracy(num_classes)
@@ -76,8 +82,7 @@ class ImageClassifier(L.LightningModule):
         self._test_rows: list[torch.Tensor] = []
         self._channels_last = False
         self._rng_to_restore: dict | None = None
-        if compile:
-            self.backbone.compile()  # in place: state_dict keys keep no `_orig_mod.` prefix
+        self._step = self._logits_and_loss  # compiled in setup() when `compile`
 
     # ---- forward / loss ------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -100,6 +105,13 @@ class ImageClassifier(L.LightningModule):
         return F.cross_entropy(logits.float(), target, label_smoothing=self.hparams.label_smoothing)
 
     def setup(self, stage: str) -> None:
+        if self.hparams.compile and stage == "fit":
+            # The whole training forward (backbone, head, loss) as one graph. Dynamo guards on each
+            # parameter's requires_grad and each module's train/eval mode, so it recompiles exactly
+            # when the freeze schedule changes the trainable set (and once for cached features).
+            # Parameters stay in this module: checkpoints keep plain keys.
+            self._step = torch.compile(self._logits_and_loss, mode=self.hparams.compile_mode,
+                                       backend=self.hparams.compile_backend)
         if self.hparams.channels_last and prefers_channels_last(self.backbone):
             self._channels_last = True
             self.backbone.to(memory_format=torch.channels_last)
@@ -118,18 +130,22 @@ class ImageClassifier(L.LightningModule):
             self._rng_to_restore = None
 
     # ---- steps ---------------------------------------------------------------------------
+    def _logits_and_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self(x)
+        return logits, self.loss(logits, y)
+
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
-        logits = self(x)
-        loss = self.loss(logits, y)
+        logits, loss = self._step(x, y)
         hard = y.argmax(-1) if y.ndim == 2 else y
         self.train_metrics.update(logits.detach(), hard)
-        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
+        # read back by the logger on logging steps only; the progress bar shows that value
+        self.log("train/loss", loss, on_step=True, on_epoch=False)
         self.log("train/loss_epoch", loss, on_step=False, on_epoch=True)
         return loss
 
     def on_train_epoch_end(self) -> None:
-        self.log_dict(self.train_metrics.compute(), sync_dist=True)
+        self.log_dict(self.train_metrics.compute())  # summed over ranks by the metric itself
         self.train_metrics.reset()
 
     def validation_step(self, batch, batch_idx: int) -> None:

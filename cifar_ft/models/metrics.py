@@ -1,7 +1,8 @@
 """torchmetrics collections, named `split/metric`."""
 from __future__ import annotations
 
-from torchmetrics import MetricCollection
+import torch
+from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
     MulticlassConfusionMatrix,
@@ -32,3 +33,40 @@ def per_class_accuracy(num_classes: int) -> MulticlassAccuracy:
 
 def confusion_matrix(num_classes: int) -> MulticlassConfusionMatrix:
     return MulticlassConfusionMatrix(num_classes)
+
+
+class StreamingClassification(Metric):
+    """Top-1 (and top-5) accuracy and macro precision/recall/F1 of the training batches, from a
+    confusion matrix accumulated on the device; computed (and summed over DDP ranks) once per epoch.
+
+    Not torchmetrics' Multiclass* metrics in the training step: their update counts with
+    `torch.bincount`, which on a GPU reads the input's maximum back to the host, a sync every step.
+    This update is an `index_put_` with accumulation (no host read). The definitions are
+    torchmetrics' (macro averages skip classes absent from both targets and predictions)."""
+
+    full_state_update = False
+
+    def __init__(self, num_classes: int, prefix: str) -> None:
+        super().__init__()
+        self.num_classes, self.prefix = int(num_classes), prefix
+        self.add_state("confmat", torch.zeros(num_classes, num_classes, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("top5", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
+        cell = target * self.num_classes + logits.argmax(-1)
+        self.confmat.view(-1).index_put_((cell,), torch.ones_like(cell), accumulate=True)
+        if self.num_classes > 5:
+            self.top5 += (logits.topk(5, dim=-1).indices == target[:, None]).any(-1).sum()
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        cm = self.confmat.double()
+        tp, support, predicted, total = cm.diag(), cm.sum(1), cm.sum(0), cm.sum().clamp_min(1)
+        precision, recall = tp / predicted.clamp_min(1), tp / support.clamp_min(1)
+        f1 = 2 * precision * recall / (precision + recall).clamp_min(1e-12)
+        present = (support + predicted) > 0
+        n = present.sum().clamp_min(1)
+        out = {"acc": tp.sum() / total, "precision_macro": precision[present].sum() / n,
+               "recall_macro": recall[present].sum() / n, "f1_macro": f1[present].sum() / n}
+        if self.num_classes > 5:
+            out["acc_top5"] = self.top5 / total
+        return {f"{self.prefix}{k}": v.float() for k, v in out.items()}

@@ -39,12 +39,16 @@ def param_groups(named_params: list[tuple[str, nn.Parameter]], tag: str, lr_scal
 
 def build_optimizer(factory: Callable[..., Optimizer], groups: list[dict]) -> Optimizer:
     """`factory(groups)` (a partial of torch.optim.X with the configured lr, weight decay, ...), then
-    every group at its peak, base LR x lr_scale. The fused CUDA kernel when every parameter is on a
-    GPU and the optimizer has one (unless the config chose)."""
+    every group at its peak, base LR x lr_scale. The fused kernel (CUDA and CPU alike) when the
+    optimizer has one and the config did not choose: one kernel per step, and no per-parameter
+    `.item()` of step counters, which the unfused CPU path does for every parameter."""
+    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
     fused = inspect.signature(factory).parameters.get("fused")
     kwargs = {}
     if fused is not None and fused.default is None:
-        kwargs["fused"] = {p.device.type for g in groups for p in g["params"]} == {"cuda"}
+        devices = {p.device.type for g in groups for p in g["params"]}
+        kwargs["fused"] = bool(devices) and devices <= set(_get_fused_kernels_supported_devices())
     optimizer = factory(groups, **kwargs)
     tag_new_groups(optimizer, 0)
     return optimizer

@@ -86,7 +86,9 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "trainer.check_val_every_n_epoch": _int(1), "trainer.num_nodes": _int(1),
     "callbacks.freeze.freeze_epochs": _int(0), "callbacks.freeze.groups_per_epoch": _int(1),
     "callbacks.freeze.feature_cache_max_gb": NON_NEGATIVE,
-    "callbacks.nonfinite_loss.check_every_n_steps": _int(1),
+    "callbacks.nonfinite_loss.check_every_n_steps": _optional(_int(1)),
+    "callbacks.stop_on_signal.agree_every_n_steps": _optional(_int(1)),
+    "callbacks.stop_on_signal.max_delay_s": POSITIVE,
     "top_k": _int(1), "batch_size": _int(1),
 }
 # config key -> registry of valid names
@@ -95,6 +97,7 @@ CHOICES: dict[str, Any] = {
     "model.source": SOURCES, "model.head_init": HEAD_INITS, "scheduler.decay": DECAYS,
     "callbacks.freeze.unfreeze": UNFREEZE_MODES, "on_bad_image": BAD_IMAGE_POLICIES,
     "format": EXPORT_FORMATS,
+    "model.compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
     "trainer.precision": ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true"),
 }
 

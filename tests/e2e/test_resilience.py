@@ -88,15 +88,19 @@ def test_sigint_finishes_the_step_and_saves_a_checkpoint(tmp_path):
     assert ckpt["global_step"] == STEPS_PER_EPOCH + 3 and ckpt["epoch"] == 1
 
 
-def test_ddp_sigterm_to_one_rank_stops_all_ranks_at_one_step_and_resumes_exactly(tmp_path):
-    """Two gloo processes; only rank 0 is signalled (e.g. `kill` of the launching process)."""
+@pytest.mark.parametrize("agreement", [["callbacks.stop_on_signal.agree_every_n_steps=1"],
+                                       ["callbacks.stop_on_signal.max_delay_s=0.2"]], ids=["every_step", "adaptive"])
+def test_ddp_sigterm_to_one_rank_stops_all_ranks_at_one_step_and_resumes_exactly(tmp_path, agreement):
+    """Two gloo processes; only rank 0 is signalled (e.g. `kill` of the launching process). The ranks
+    agree every step, or on the adaptive schedule (every ~max_delay_s of training)."""
     ddp = ["trainer=ddp_cpu", "trainer.devices=2"]  # 200 images per rank / 32: 6 steps per epoch
     reference = tmp_path / "reference"
     assert cli(reference, *ddp).returncode == 0
     run_dir = tmp_path / "preempted"
-    proc = cli(run_dir, *ddp, *signal_at(4, "SIGTERM"), "+callbacks.signal.rank=0")
+    proc = cli(run_dir, *ddp, *agreement, *signal_at(4, "SIGTERM"), "+callbacks.signal.rank=0")
     assert proc.returncode == 128 + signal.SIGTERM, proc.stderr[-3000:]
-    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+    stopped = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    assert stopped == 4 if "every_n_steps=1" in agreement[0] else 4 <= stopped < 12
     proc = cli(run_dir, *ddp, "ckpt_path=last")
     assert proc.returncode == 0, proc.stderr[-3000:]
     want, got = state(reference / "checkpoints" / "last.ckpt"), state(run_dir / "checkpoints" / "last.ckpt")

@@ -60,3 +60,22 @@ def test_compiled_model_checkpoint_keys_load_into_an_uncompiled_one():
     assert not any("_orig_mod" in k for k in keys)
     plain = tiny(compile=False)
     plain.load_state_dict(compiled.state_dict(), strict=True)
+
+
+def test_compiled_training_step_recompiles_only_when_the_trainable_set_changes(tmp_path):
+    """model.compile: the whole training forward (backbone, head, loss) is one compiled function; over
+    4 epochs (cached features, then 2, 4 and all layer groups unfrozen) it is compiled 4 times, once
+    per trainable set, and the checkpoint loads into an uncompiled model."""
+    from torch._dynamo.utils import counters
+
+    from cifar_ft.train import train
+    from tests.conftest import FAST, make_cfg
+
+    counters.clear()
+    train(make_cfg([*FAST, "trainer.max_epochs=4", "callbacks.freeze.freeze_epochs=1",
+                    "callbacks.freeze.unfreeze=gradual", "callbacks.freeze.groups_per_epoch=2", "model.compile=true",
+                    "model.compile_backend=aot_eager"], tmp_path))
+    assert counters["stats"]["unique_graphs"] == 4
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    plain = ImageClassifier("test_resnet", 10, pretrained=False, input_size=32)
+    plain.load_state_dict(ckpt["state_dict"], strict=True)
