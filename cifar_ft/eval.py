@@ -28,12 +28,14 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     datamodule = instantiate(cfg.data)
     check_classes(hparams["class_names"], datamodule.class_names, cfg.ckpt_path)
     model = load_classifier(cfg.ckpt_path, trust)
+    if cfg.get("tta"):
+        model.hparams.tta = cfg.tta
     print_config(cfg)
     bar = [RichProgressBar()] if cfg.trainer.get("enable_progress_bar", True) else []
     trainer: L.Trainer = build_trainer(cfg.trainer, bar, [])
     trainer.test(model, datamodule=datamodule)
     metrics = {k: v for k, v in to_float_dict(trainer.callback_metrics).items() if k.startswith("test/")}
-    metrics.update({"ckpt_path": str(Path(cfg.ckpt_path).resolve()), "num_test_images":
+    metrics.update({"ckpt_path": str(Path(cfg.ckpt_path).resolve()), "tta": model.hparams.tta, "num_test_images":
                     len(datamodule.splits["test"]), "git_commit": git_commit()})
     if trainer.is_global_zero:
         out = write_metrics(Path(cfg.paths.output_dir) / "metrics.json", metrics)

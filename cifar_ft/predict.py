@@ -58,14 +58,14 @@ def load_images(paths: list[Path], size: int, on_bad_image: str) -> tuple[list[P
 
 @torch.inference_mode()
 def classify(model: nn.Module, images: torch.Tensor, transform: BatchTransform, batch_size: int,
-             device: torch.device) -> torch.Tensor:
-    """Class probabilities (N, num_classes), float32 on the CPU."""
+             device: torch.device, tta: str | None = None) -> torch.Tensor:
+    """Class probabilities (N, num_classes), float32 on the CPU (`tta`: default the checkpoint's)."""
     model.eval().to(device)
     out = []
     for start in range(0, len(images), batch_size):
         x = transform(images[start:start + batch_size].to(device))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            out.append(model(x).float().softmax(-1).cpu())
+            out.append(model.predict_probs(x, tta).cpu())
     return torch.cat(out)
 
 
@@ -119,7 +119,7 @@ def predict(cfg: DictConfig) -> list[dict]:
     model = load_classifier(cfg.ckpt_path, trust)
     transform = BatchTransform(hp["input_size"], hp["mean"], hp["std"], train=False, preset="none",
                                eval_crop_pct=float(prep.get("eval_crop_pct", 1.0)))
-    probs = classify(model, images, transform, int(cfg.batch_size), device)
+    probs = classify(model, images, transform, int(cfg.batch_size), device, cfg.get("tta"))
     rows = top_k_rows(paths, probs, model.class_names, int(cfg.top_k))
     print_table(rows)
     csv_path, json_path = write_outputs(rows, skipped, Path(cfg.paths.output_dir))

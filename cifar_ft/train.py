@@ -45,7 +45,8 @@ def train(cfg: DictConfig) -> float | None:
     best_score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
     trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
     metrics = {k: v for k, v in to_float_dict(trainer.callback_metrics).items() if k.startswith("test/")}
-    metrics.update(run_facts(trainer, cfg.seed, start, best, best_score, cfg.optimized_metric), fit_time_s=fit_time)
+    metrics.update(run_facts(trainer, cfg.seed, start, best, best_score, cfg.optimized_metric), fit_time_s=fit_time,
+                   tta=model.hparams.tta)
     if trainer.is_global_zero:
         write_metrics(output_dir / "metrics.json", metrics)
         write_test_artifacts(loggers, model.confusion, model.test_predictions, model.class_names, output_dir)

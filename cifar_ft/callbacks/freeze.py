@@ -102,7 +102,7 @@ class FreezeSchedule(BaseFinetuning):
 
     def finetune_function(self, pl_module: L.LightningModule, epoch: int, optimizer: Optimizer) -> None:
         wanted = self.groups_trainable_at(epoch)
-        present = {g.get("name") for g in optimizer.param_groups}
+        present = {g.get("tag", g.get("name")) for g in optimizer.param_groups}
         params = dict(pl_module.backbone.named_parameters())
         added = []
         for index in reversed(range(len(self._groups) - wanted, len(self._groups))):  # deepest first
@@ -116,7 +116,7 @@ class FreezeSchedule(BaseFinetuning):
             added.append(tag)
         if added:
             self._refresh_schedule(pl_module.trainer)
-            peaks = {g["name"]: g["initial_lr"] for g in optimizer.param_groups if g.get("name") in added}
+            peaks = {g["name"]: g["initial_lr"] for g in optimizer.param_groups if g.get("tag") in added}
             rank_zero_info(f"[freeze] epoch {epoch}: unfroze {', '.join(added)} at peak lr "
                            f"{', '.join(f'{v:.3g}' for v in peaks.values())}; trainable params "
                            f"{trainable_params(pl_module):,}")

@@ -79,3 +79,29 @@ def random_resized_crop(x: torch.Tensor, size: int, scale: tuple[float, float], 
     zero = torch.zeros_like(sx)
     theta = torch.stack([torch.stack([sx * flip, zero, cx], -1), torch.stack([zero, sy, cy], -1)], 1)
     return _affine_sample(x.float(), theta, (size, size))
+
+
+def erase_boxes(b: int, h: int, w: int, prob: float, gen, device, scale=(0.02, 0.33),
+                ratio=(0.3, 3.3)) -> torch.Tensor:
+    """(B, 4) boxes [top, left, height, width] per image, as torchvision's RandomErasing draws them
+    (area U(scale) of the image, log-uniform aspect in `ratio`); height 0 where no box is drawn."""
+    area = (scale[0] + (scale[1] - scale[0]) * _rand(b, gen, device)) * h * w
+    log_r = math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * _rand(b, gen, device)
+    bh = torch.sqrt(area * torch.exp(log_r)).round().clamp(1, h)
+    bw = torch.sqrt(area / torch.exp(log_r)).round().clamp(1, w)
+    top = (_rand(b, gen, device) * (h - bh + 1)).floor()
+    left = (_rand(b, gen, device) * (w - bw + 1)).floor()
+    drawn = _rand(b, gen, device) < prob
+    return torch.stack([top, left, bh * drawn, bw], 1).long()
+
+
+def random_erase(x: torch.Tensor, prob: float, gen) -> torch.Tensor:
+    """Each image gets, with probability `prob`, one random box set to 0 (on normalised images: the
+    per-channel mean). Batched: one mask for the whole batch, no per-image loop."""
+    b, _, h, w = x.shape
+    boxes = erase_boxes(b, h, w, prob, gen, x.device)
+    rows = torch.arange(h, device=x.device)[None, :, None]
+    cols = torch.arange(w, device=x.device)[None, None, :]
+    top, left, bh, bw = (boxes[:, i, None, None] for i in range(4))
+    inside = (rows >= top) & (rows < top + bh) & (cols >= left) & (cols < left + bw)
+    return x.masked_fill(inside[:, None], 0)

@@ -29,6 +29,7 @@ class AugmentOptions:
     color_jitter: float = 0.4            # jitter: brightness/contrast/saturation factors in [1-s, 1+s]
     rotation_deg: float = 15.0           # jitter: max rotation, degrees
     rrc_scale: tuple[float, float] = (0.35, 1.0)  # rrc: crop area range, as a fraction of the image
+    random_erasing: float = 0.0          # any preset: probability of one erased box per image (0: off)
 
     @classmethod
     def from_options(cls, options: dict) -> AugmentOptions:
@@ -116,7 +117,10 @@ class BatchTransform:
     def __call__(self, x: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
         if not self.train:
             return _plain(self, x)
-        return PRESETS[self.preset].batch(self, x, gen)
+        out = PRESETS[self.preset].batch(self, x, gen)
+        if self.options.random_erasing > 0:  # on the model input, after the preset (as timm does)
+            out = ops.random_erase(out, self.options.random_erasing, gen)
+        return out
 
     def finish(self, x: torch.Tensor) -> torch.Tensor:
         """Normalise at the stored size, then the one resize to the input size."""

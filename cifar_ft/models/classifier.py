@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
-from cifar_ft.backbones import create_backbone, no_weight_decay_names, prefers_channels_last
+from cifar_ft.backbones import create_backbone, layer_groups, no_weight_decay_names, prefers_channels_last
 from cifar_ft.errors import ConfigError, check_choice
 from cifar_ft.models.metrics import (
     StreamingClassification,
@@ -24,6 +24,16 @@ from cifar_ft.models.rng import rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
 
+
+def _probs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return model(x).float().softmax(-1)
+
+
+# model.tta / tta -> class probabilities of an image batch (test, eval, predict)
+TTA: dict[str, Callable[[nn.Module, torch.Tensor], torch.Tensor]] = {
+    "none": _probs,
+    "flip": lambda model, x: (_probs(model, x) + _probs(model, x.flip(-1))) / 2,  # the image and its mirror
+}
 
 # model.head_init -> weight init of the fresh head (its bias starts at zero, except `default`)
 HEAD_INITS: dict[str, Callable[[nn.Linear], None]] = {
@@ -49,10 +59,10 @@ class ImageClassifier(L.LightningModule):
                  mean: tuple[float, ...] = (0.485, 0.456, 0.406),
                  std: tuple[float, ...] = (0.229, 0.224, 0.225), batch_size: int = 128,
                  head_dropout: float = 0.0, head_init: str = "trunc_normal", drop_path_rate: float = 0.0,
-                 backbone_lr_mult: float = 0.1, label_smoothing: float = 0.1,
+                 backbone_lr_mult: float = 0.1, layer_decay: float | None = None, label_smoothing: float = 0.1,
                  class_names: list[str] | None = None, optimizer: Callable | None = None,
                  scheduler: Callable | None = None, compile: bool = False, compile_mode: str = "default",
-                 compile_backend: str = "inductor", channels_last: bool = True,
+                 compile_backend: str = "inductor", channels_last: bool = True, tta: str = "none",
                  trust_weights: bool = False) -> None:
         super().__init__()
         if num_classes < 2:
@@ -83,6 +93,8 @@ class ImageClassifier(L.LightningModule):
         self._channels_last = False
         self._rng_to_restore: dict | None = None
         self._step = self._logits_and_loss  # compiled in setup() when `compile`
+        self._layer_ids: dict[str, int] | None = None  # backbone parameter -> layer group (layer decay)
+        check_choice("model.tta", tta, TTA)
 
     # ---- forward / loss ------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -155,19 +167,24 @@ class ImageClassifier(L.LightningModule):
         self.log("val/loss", self.loss(logits, y), on_epoch=True, sync_dist=True)
         self.log_dict(self.val_metrics, on_epoch=True)
 
+    def predict_probs(self, x: torch.Tensor, tta: str | None = None) -> torch.Tensor:
+        """Class probabilities (B, C) of images, with test-time augmentation `tta` (default: the
+        checkpoint's `model.tta`)."""
+        return TTA[check_choice("tta", tta or self.hparams.tta, TTA)](self, x)
+
     def on_test_epoch_start(self) -> None:
         self._test_rows = []
 
     def test_step(self, batch, batch_idx: int) -> None:
         x, y, *index = batch
-        logits = self(x)
-        self.test_metrics.update(logits, y)
-        self.test_per_class.update(logits, y)
-        self.test_confmat.update(logits, y)
-        self.log("test/loss", self.loss(logits, y), on_epoch=True, sync_dist=True)
+        probs = self.predict_probs(x)
+        log_probs = probs.clamp_min(1e-12).log()  # the smoothed cross-entropy of the (averaged) probabilities
+        self.test_metrics.update(probs, y)
+        self.test_per_class.update(probs, y)
+        self.test_confmat.update(probs, y)
+        self.log("test/loss", self.loss(log_probs, y), on_epoch=True, sync_dist=True)
         self.log_dict(self.test_metrics, on_epoch=True)
         if index:
-            probs = logits.detach().float().softmax(-1)
             conf, pred = probs.max(-1)
             columns = [index[0], y, pred, conf, probs.gather(1, y[:, None]).squeeze(1)]
             self._test_rows.append(torch.stack([c.double() for c in columns], 1))
@@ -195,15 +212,28 @@ class ImageClassifier(L.LightningModule):
         return rows[keep]
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self(x).softmax(-1)
+        return self.predict_probs(batch[0] if isinstance(batch, (tuple, list)) else batch)
 
     # ---- optimisation --------------------------------------------------------------------
     def backbone_param_groups(self, names: list[str], tag: str) -> list[dict]:
-        """Decay / no-decay groups for the named backbone parameters, at `backbone_lr_mult` x the base LR."""
-        params = dict(self.backbone.named_parameters())
-        return param_groups([(n, params[n]) for n in names], tag, self.hparams.backbone_lr_mult,
-                            no_weight_decay_names(self.backbone))
+        """Decay / no-decay groups for the named backbone parameters, tagged `tag` (the freeze group), at
+        `backbone_lr_mult` x the base LR; with `layer_decay`, one pair per layer group, where group i of
+        n (timm's group_matcher, input side first) gets a further `layer_decay ** (n - i)` (the head,
+        at the top, has depth 0: timm's `param_groups_layer_decay` convention)."""
+        params, skip = dict(self.backbone.named_parameters()), no_weight_decay_names(self.backbone)
+        mult, decay = self.hparams.backbone_lr_mult, self.hparams.layer_decay
+        if not decay:
+            return [dict(g, tag=tag) for g in param_groups([(n, params[n]) for n in names], tag, mult, skip)]
+        if self._layer_ids is None:
+            self._layer_ids = {n: i for i, group in enumerate(layer_groups(self.backbone)) for n in group}
+        depth = max(self._layer_ids.values()) + 1
+        layers = sorted({self._layer_ids[n] for n in names}, reverse=True)  # deepest first
+        groups = []
+        for layer in layers:
+            members = [(n, params[n]) for n in names if self._layer_ids[n] == layer]
+            name = tag if len(layers) == 1 else f"{tag}.L{layer}"
+            groups += [dict(g, tag=tag) for g in param_groups(members, name, mult * decay ** (depth - layer), skip)]
+        return groups
 
     def add_backbone_groups(self, optimizer: torch.optim.Optimizer, names: list[str], tag: str,
                             step: int) -> None:

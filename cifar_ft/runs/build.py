@@ -12,9 +12,10 @@ from omegaconf import DictConfig, OmegaConf
 
 
 def build_callbacks(cfg: DictConfig | None, progress_bar: bool = True) -> list[L.Callback]:
-    """Instantiate every `callbacks.<name>` entry that is not null (no progress bar if disabled)."""
+    """Instantiate every `callbacks.<name>` entry that is not null (no progress bar if disabled); a
+    factory may return None for a callback its settings switch off (`callbacks.ema.decay: null`)."""
     callbacks = [instantiate(c) for c in (cfg or {}).values() if c is not None]
-    return [c for c in callbacks if progress_bar or not isinstance(c, ProgressBar)]
+    return [c for c in callbacks if c is not None and (progress_bar or not isinstance(c, ProgressBar))]
 
 
 def build_loggers(cfg: DictConfig | None) -> list:

@@ -21,7 +21,7 @@ from cifar_ft.data.cifar import DATASETS
 from cifar_ft.data.image_folder import BAD_IMAGE_POLICIES
 from cifar_ft.data.transforms import PRESETS
 from cifar_ft.errors import ConfigError, check_choice
-from cifar_ft.models.classifier import HEAD_INITS
+from cifar_ft.models.classifier import HEAD_INITS, TTA
 from cifar_ft.models.optim import DECAYS
 from cifar_ft.runs.checkpoints import resume_target
 from cifar_ft.runs.export_formats import FORMATS as EXPORT_FORMATS
@@ -73,12 +73,13 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "scheduler.warmup_steps": _int(0), "scheduler.min_lr_ratio": _range(0.0, 1.0),
     "model.input_size": _int(16), "model.batch_size": _int(1), "model.backbone_lr_mult": NON_NEGATIVE,
     "model.label_smoothing": FRACTION, "model.head_dropout": FRACTION, "model.drop_path_rate": FRACTION,
+    "model.layer_decay": _optional(_range(0.0, 1.0, lo_open=True)),
     "model.mean": _triple(False), "model.std": _triple(True),
     "data.batch_size": _int(1), "data.eval_batch_size": _optional(_int(1)),
     "data.val_size": COUNT_OR_FRACTION, "data.test_size": COUNT_OR_FRACTION,
     "data.max_train_images": _optional(_int(1)), "data.mixup_alpha": NON_NEGATIVE,
     "data.cutmix_alpha": NON_NEGATIVE, "data.pad_fraction": _range(0.0, 0.5), "data.color_jitter": _range(0.0, 1.0),
-    "data.rotation_deg": _range(0.0, 180.0), "data.rrc_scale": SCALE_RANGE,
+    "data.rotation_deg": _range(0.0, 180.0), "data.random_erasing": _range(0.0, 1.0), "data.rrc_scale": SCALE_RANGE,
     "data.eval_crop_pct": _range(0.0, 1.0, lo_open=True), "data.max_cache_gb": NON_NEGATIVE,
     "data.num_workers": ((lambda v: v == "auto" or (isinstance(v, int) and v >= 0)), "auto or an integer >= 0"),
     "trainer.max_epochs": MAX_EPOCHS, "trainer.log_every_n_steps": _int(1),
@@ -89,6 +90,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "callbacks.nonfinite_loss.check_every_n_steps": _optional(_int(1)),
     "callbacks.stop_on_signal.agree_every_n_steps": _optional(_int(1)),
     "callbacks.stop_on_signal.max_delay_s": POSITIVE,
+    "callbacks.ema.decay": _optional(_range(0.0, 1.0, lo_open=True, hi_open=True)),
+    "callbacks.ema.update_every_n_steps": _int(1),
     "top_k": _int(1), "batch_size": _int(1),
 }
 # config key -> registry of valid names
@@ -96,7 +99,7 @@ CHOICES: dict[str, Any] = {
     "data.augment": PRESETS, "data.on_bad_image": BAD_IMAGE_POLICIES, "data.dataset": DATASETS,
     "model.source": SOURCES, "model.head_init": HEAD_INITS, "scheduler.decay": DECAYS,
     "callbacks.freeze.unfreeze": UNFREEZE_MODES, "on_bad_image": BAD_IMAGE_POLICIES,
-    "format": EXPORT_FORMATS,
+    "format": EXPORT_FORMATS, "tta": (*TTA, None), "model.tta": TTA,
     "model.compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
     "trainer.precision": ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true"),
 }

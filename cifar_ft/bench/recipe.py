@@ -1,0 +1,99 @@
+"""`python -m cifar_ft.bench recipe`: which fine-tuning knobs matter, measured on real images.
+
+EfficientNet-Lite0 (genuine ImageNet weights) on a split of the real CIFAR-10 training JPEGs, at a
+CPU-affordable scale: one knob at a time against a baseline (64 px, 12,000 training images, one
+epoch of full fine-tuning, AdamW). Every row is one full training run (`python -m cifar_ft.train
+experiment=cpu_transfer ...`); settings are compared on its validation split (`val/acc_best`), the
+held-out test split of the data is reported beside it, and TTA is compared on the baseline's own
+checkpoint. Prints the table, writes results.json and recipe.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from cifar_ft.bench.common import data_root, print_table, save_json
+
+ROOT = Path(__file__).resolve().parents[2]
+BASELINE = ["model.input_size=64", "data.max_train_images=12000", "data.val_size=2500", "data.test_size=2000",
+            "trainer.max_epochs=1", "callbacks.freeze.freeze_epochs=0", "optimizer.lr=1e-3",
+            "model.backbone_lr_mult=1.0", "data.augment=basic", "scheduler.warmup_steps=30"]
+# knob -> (setting as shown, overrides on top of the baseline)
+VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "baseline": ("64 px, 12k images, 1 epoch, AdamW lr 1e-3 everywhere", []),
+    "lr": ("AdamW lr 5e-4", ["optimizer.lr=5e-4"]),
+    "lr ": ("AdamW lr 2e-3", ["optimizer.lr=2e-3"]),
+    "backbone_lr_mult": ("0.3 (head 1e-3, backbone 3e-4)", ["model.backbone_lr_mult=0.3"]),
+    "optimizer": ("SGD, momentum 0.9, nesterov, lr 0.05", ["optimizer=sgd", "optimizer.lr=0.05",
+                                                            "optimizer.weight_decay=5e-5"]),
+    "layer decay": ("model.layer_decay=0.8", ["model.layer_decay=0.8"]),
+    "EMA": ("callbacks.ema.decay=0.998 (warmup)", ["callbacks.ema.decay=0.998"]),
+    "freeze epochs": ("1 frozen epoch (cached) + 1 fine-tuning", ["trainer.max_epochs=2",
+                                                                 "callbacks.freeze.freeze_epochs=1"]),
+    "epochs": ("2 epochs of fine-tuning", ["trainer.max_epochs=2"]),
+    "resolution": ("96 px", ["model.input_size=96"]),
+    "augmentation": ("none", ["data.augment=none"]),
+    "augmentation ": ("basic + random erasing 0.25", ["data.random_erasing=0.25"]),
+    "label smoothing": ("0.0", ["model.label_smoothing=0.0"]),
+}
+
+
+def run(root: str, out: Path, overrides: list[str]) -> dict:
+    """One training run; its metrics.json plus wall time."""
+    if not (out / "metrics.json").is_file():
+        start = time.perf_counter()
+        cmd = [sys.executable, "-m", "cifar_ft.train", "experiment=cpu_transfer", f"data.root={root}",
+               "trainer.enable_progress_bar=false", f"hydra.run.dir={out}", *BASELINE, *overrides]
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)}\n{proc.stderr[-2000:]}")
+        (out / "wall_s.txt").write_text(f"{time.perf_counter() - start:.1f}\n")
+    metrics = json.loads((out / "metrics.json").read_text())
+    return {**metrics, "wall_s": float((out / "wall_s.txt").read_text())}
+
+
+def evaluate_tta(root: str, ckpt: str, out: Path) -> float:
+    if not (out / "metrics.json").is_file():
+        subprocess.run([sys.executable, "-m", "cifar_ft.eval", f"ckpt_path={ckpt}", "data=image_folder",
+                        f"data.root={root}", "data.val_size=2500", "data.test_size=2000", "data.max_train_images=12000",
+                        "tta=flip", "trainer.enable_progress_bar=false", f"hydra.run.dir={out}"],
+                       cwd=ROOT, check=True, capture_output=True, text=True)
+    return json.loads((out / "metrics.json").read_text())["test/acc"]
+
+
+def main(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser(prog="python -m cifar_ft.bench recipe", description=__doc__)
+    ap.add_argument("--data", help="dir or .zip with train/<class>/*.jpg (default: ../shared/data/...zip)")
+    ap.add_argument("--out", default="outputs/bench/recipe")
+    ap.add_argument("--only", nargs="*", help="knobs to run (default: all)")
+    args = ap.parse_args(argv)
+    root, out = data_root(args.data), Path(args.out)
+    rows, base = [], None
+    for knob, (setting, overrides) in VARIANTS.items():
+        if args.only and knob.strip() not in args.only and knob != "baseline":
+            continue
+        m = run(root, out / f"{knob.strip().replace(' ', '_')}_{len(rows)}", overrides)
+        base = base or m
+        rows.append({"knob": knob.strip(), "setting": setting, "val_acc": m["val/acc_best"],
+                     "delta_val": m["val/acc_best"] - base["val/acc_best"], "test_acc": m["test/acc"],
+                     "wall_s": m["wall_s"]})
+        print(rows[-1], flush=True)
+    tta = evaluate_tta(root, base["best_ckpt"], out / "tta_flip")
+    rows.append({"knob": "TTA", "setting": "flip (baseline's checkpoint)", "val_acc": None, "delta_val": None,
+                 "test_acc": tta, "delta_test": tta - base["test/acc"], "wall_s": None})
+    columns = ["knob", "setting", "val_acc", "delta_val", "test_acc", "delta_test", "wall_s"]
+    print_table(rows, columns, "Fine-tuning knobs, EfficientNet-Lite0, real CIFAR-10 JPEGs (one change each)")
+    save_json(rows, out / "results.json")
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(r.get(c)) for c in columns) + " |" for r in rows]
+    (out / "recipe.md").write_text("\n".join(lines) + "\n")
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:+.4f}" if abs(value) < 0.2 and value != 0 else f"{value:.4f}" if value < 10 else f"{value:.0f}"
+    return "" if value is None else str(value)
