@@ -12,7 +12,8 @@ from omegaconf import DictConfig
 from cifar_ft.runs.artifacts import ensure_writable, run_facts, to_float_dict, write_metrics, write_test_artifacts
 from cifar_ft.runs.build import build_callbacks, build_loggers, build_trainer, log_hparams, print_config
 from cifar_ft.runs.checkpoints import resolve_ckpt, resume_target
-from cifar_ft.runs.entry import command, register_resolvers
+from cifar_ft.runs.entry import command, in_multirun, register_resolvers
+from cifar_ft.runs.sweep_jobs import previous_attempt
 from cifar_ft.runs.validate import validate_config
 
 log = logging.getLogger("cifar_ft")
@@ -25,6 +26,12 @@ def train(cfg: DictConfig) -> float | None:
     validate_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
     ensure_writable(output_dir)
+    resume = bool(cfg.get("resume", False))
+    if in_multirun():  # a re-run sweep: skip finished jobs, resume interrupted ones
+        attempt = previous_attempt(cfg, output_dir, cfg.optimized_metric)
+        if attempt.action == "skip":
+            return attempt.result
+        resume = resume or attempt.action == "resume"
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")  # data problems (missing folders, batch larger than the data) come first
     L.seed_everything(cfg.seed, workers=True)
@@ -37,7 +44,7 @@ def train(cfg: DictConfig) -> float | None:
     trainer = build_trainer(cfg.trainer, build_callbacks(cfg.get("callbacks"),
                                                          cfg.trainer.get("enable_progress_bar", True)), loggers)
     log_hparams(loggers, cfg, [cfg.optimized_metric, "test/acc", "test/f1_macro"])
-    ckpt_path = resolve_ckpt(resume_target(cfg.get("ckpt_path"), cfg.get("resume", False)), output_dir, trust)
+    ckpt_path = resolve_ckpt(resume_target(cfg.get("ckpt_path"), resume), output_dir, trust)
     fit_start = time.time()
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=not trust)
     fit_time = time.time() - fit_start

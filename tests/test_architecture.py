@@ -75,3 +75,13 @@ def test_no_block_of_six_lines_is_repeated():
             seen[window].append(f"{module.relative_to(ROOT)}:{lines[i][0]}")
     repeated = {places[0]: places[1:] for places in seen.values() if len(places) > 1}
     assert not repeated, f"blocks of 6 lines repeated: {repeated}"
+
+
+def test_pyproject_installs_every_package_folder():
+    import tomllib
+
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {".".join(p.parent.relative_to(ROOT).parts) for p in PACKAGE.rglob("__init__.py")}
+    assert folders <= set(setuptools["packages"]), folders - set(setuptools["packages"])
+    plugin = setuptools["package-dir"]["hydra_plugins.cifar_ft"]
+    assert (ROOT / plugin / "optuna_resume.py").is_file()  # Hydra finds sweepers only in hydra_plugins

@@ -55,6 +55,9 @@ class ResumableLoader(DataLoader):
         return self._batches()  # a generator: runs after Lightning's `set_epoch`, not at `iter()`
 
     def _batches(self) -> Iterator:
+        if not isinstance(self.sampler, EpochShuffleSampler):  # Lightning swapped it (overfit_batches)
+            yield from super().__iter__()
+            return
         skip = 0
         if self._resume is not None and self._resume[0] == self.sampler.epoch:
             skip = min(self._resume[1], len(self))
@@ -67,7 +70,7 @@ class ResumableLoader(DataLoader):
             yield batch
 
     def state_dict(self) -> dict[str, int]:
-        return {"epoch": int(self.sampler.epoch), "batches": int(self._yielded)}
+        return {"epoch": int(getattr(self.sampler, "epoch", 0)), "batches": int(self._yielded)}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self._resume = (int(state["epoch"]), int(state["batches"]))

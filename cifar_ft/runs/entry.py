@@ -22,7 +22,7 @@ import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from cifar_ft.errors import close_matches, find_user_error
+from cifar_ft.errors import ConfigError, close_matches, find_user_error
 from cifar_ft.runs.compose import CONF_DIR, compose_config
 from cifar_ft.runs.validate import validate_config
 
@@ -46,9 +46,15 @@ def command(task: Callable[[DictConfig], T], config_name: str) -> Callable[[], N
 
 
 def register_resolvers() -> None:
-    """`${job_gpu:${hydra:job.num},K}`: job N of a parallel sweep gets GPU N mod K (one GPU per job)."""
+    """`${job_gpu:${hydra:job.num},K}`: job N of a parallel sweep gets GPU N mod K (one GPU per job);
+    and our resumable Optuna sweeper, where the Optuna plugin is installed."""
     if not OmegaConf.has_resolver("job_gpu"):
         OmegaConf.register_new_resolver("job_gpu", job_gpu)
+    try:
+        from hydra_plugins.cifar_ft.optuna_resume import register
+    except ImportError:  # pip install -e ".[sweep]" brings the Optuna plugin
+        return
+    register()
 
 
 def job_gpu(job_num: int | str, num_gpus: int | str) -> list[int]:
@@ -70,7 +76,7 @@ def report_errors(fn: Callable[[DictConfig], T], cfg: DictConfig) -> T | float |
     except SIGTERMException as exc:
         _report_stop(exc)
     except Exception as exc:
-        if _in_multirun():  # one failing job must not end the sweep: record it, report NaN
+        if in_multirun():  # one failing job must not end the sweep: record it, report NaN
             _record_failure(cfg, exc)
             return float("nan")
         message = user_message(exc, cfg)
@@ -87,6 +93,7 @@ def hydra_entry(hydra_main: Callable[[], object], config_name: str | None = None
     os.environ.setdefault(_USER_FULL_ERROR, os.environ.get("HYDRA_FULL_ERROR", "0"))
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises instead of printing its multi-line report
     try:
+        sys.argv[1:] = expand_seeds(sys.argv[1:])
         if config_name is not None:
             prevalidate(config_name, sys.argv[1:])
         hydra_main()
@@ -95,6 +102,21 @@ def hydra_entry(hydra_main: Callable[[], object], config_name: str | None = None
         if message is None or full_errors():
             raise
         fail(message)
+
+
+def expand_seeds(argv: list[str]) -> list[str]:
+    """`seeds=N` (with -m) is the sweep `seed=0,1,...,N-1`: every setting of the sweep, N times."""
+    given = [a for a in argv if a.startswith("seeds=")]
+    if not given:
+        return argv
+    value = given[-1].split("=", 1)[1]
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"seeds={value!r} is not valid; valid: a number of seeds >= 1 (with -m)")
+    if not {"-m", "--multirun"} & set(argv):
+        raise ConfigError(f"seeds={value} runs a sweep over seeds: add -m")
+    if any(a.startswith("seed=") for a in argv):
+        raise ConfigError(f"seeds={value} and seed=... both given; use one of them")
+    return [a for a in argv if not a.startswith("seeds=")] + [f"seed={','.join(map(str, range(int(value))))}"]
 
 
 def prevalidate(config_name: str, argv: list[str]) -> None:
@@ -196,7 +218,8 @@ def _report_stop(exc: BaseException) -> NoReturn:
     sys.exit(128 + getattr(signal, name, signal.SIGTERM))
 
 
-def _in_multirun() -> bool:
+def in_multirun() -> bool:
+    """Whether this process runs a job of a Hydra multirun."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 

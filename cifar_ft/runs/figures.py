@@ -89,3 +89,37 @@ def plot_curves(tb_dir: Path, path: Path) -> Path | None:
         return None
     fig.savefig(path, dpi=110)
     return path
+
+
+def sweep_figure(groups: list[dict], curves: dict[str, list[list[float]]], metric: str):
+    """Per group: val/acc per epoch (mean over seeds, band = min..max), and test/acc with error bars (std)."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(14, 4.5))
+    left, right = fig.subplots(1, 2)
+    for g in groups:
+        runs = [c for c in curves.get(g["group"], []) if c]
+        if not runs:
+            continue
+        length = min(len(c) for c in runs)
+        stacked = torch.tensor([c[:length] for c in runs])
+        epochs = list(range(length))
+        left.plot(epochs, stacked.mean(0).tolist(), marker="o", label=f"{g['group']} (n={g['n']})")
+        left.fill_between(epochs, stacked.min(0).values.tolist(), stacked.max(0).values.tolist(), alpha=0.2)
+    left.set(title="val/acc per epoch (mean, band: min..max over seeds)", xlabel="epoch", ylabel="val/acc")
+    left.xaxis.set_major_locator(MaxNLocator(integer=True))
+    left.grid(alpha=0.3)
+    left.legend(fontsize=7)
+    names = [g["group"] for g in groups if "test/acc" in g]
+    means = [g["test/acc"] for g in groups if "test/acc" in g]
+    stds = [g["test/acc std"] for g in groups if "test/acc" in g]
+    right.bar(range(len(names)), means, yerr=stds, capsize=4, color="tab:blue", alpha=0.8)
+    right.set_xticks(range(len(names)), [n if len(n) < 30 else n[:27] + "..." for n in names], rotation=20,
+                     ha="right", fontsize=7)
+    low = min((m - s for m, s in zip(means, stds)), default=0.0)
+    right.set(title=f"test/acc per group (mean ± std over seeds; ranked by {metric})", ylabel="test/acc",
+              ylim=(max(0.0, low - 0.05), min(1.0, max(means, default=1.0) + 0.05)))
+    right.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return fig

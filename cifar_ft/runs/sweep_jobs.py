@@ -1,0 +1,63 @@
+"""Sweeps that survive a crash: what a job of a multirun does when its directory holds an earlier attempt.
+
+Re-running the same multirun command with the same `hydra.sweep.dir`:
+- a job that finished (`metrics.json`) with the same config is skipped; its result is reported again;
+- a job that was interrupted (`checkpoints/last.ckpt`, no metrics.json) resumes from that checkpoint;
+- a job that failed (`error.txt`) is skipped, and run again only with `rerun_failed=true`.
+The config is fingerprinted into `job.json` when a job starts, so a directory holding a job of another
+config is refused (one line) instead of being skipped or mixed into.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from cifar_ft.errors import ConfigError
+
+log = logging.getLogger("cifar_ft")
+# keys that differ between attempts of the same job by design
+RESTART_KEYS = ("ckpt_path", "resume", "rerun_failed")
+
+
+@dataclass
+class Attempt:
+    action: str                  # "run", "resume" or "skip"
+    result: float | None = None  # reported again when skipping
+
+
+def fingerprint(cfg: DictConfig) -> str:
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    for key in RESTART_KEYS:
+        plain.pop(key, None)
+    return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def previous_attempt(cfg: DictConfig, output_dir: Path, metric: str) -> Attempt:
+    """What to do with this multirun job, given what its directory holds; records this attempt."""
+    job, now = output_dir / "job.json", fingerprint(cfg)
+    if job.is_file():
+        before = json.loads(job.read_text()).get("config")
+        if before != now:
+            raise ConfigError(f"{output_dir} holds a job with another config (fingerprint {before}, now {now}); "
+                              "re-run a sweep with the very same command, or give a new hydra.sweep.dir")
+    metrics, error = output_dir / "metrics.json", output_dir / "error.txt"
+    last = output_dir / "checkpoints" / "last.ckpt"
+    # a skipped job's directory stays as it was: the notice goes to the console, not its log file
+    if metrics.is_file() and job.is_file():
+        print(f"job already finished in {output_dir}: skipped", flush=True)
+        return Attempt("skip", json.loads(metrics.read_text()).get(f"{metric}_best"))
+    if error.is_file() and not cfg.get("rerun_failed", False):
+        print(f"job failed before ({error}): skipped; rerun_failed=true runs it again", flush=True)
+        return Attempt("skip", float("nan"))
+    output_dir.mkdir(parents=True, exist_ok=True)
+    job.write_text(json.dumps({"config": now}) + "\n")
+    error.unlink(missing_ok=True)
+    if last.is_file() and cfg.get("ckpt_path") in (None, ""):
+        log.info("job was interrupted: resuming from %s", last)
+        return Attempt("resume")
+    return Attempt("run")
