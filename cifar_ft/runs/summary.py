@@ -49,7 +49,7 @@ def interval(values: list[float]) -> tuple[float, float, float]:
         return mean, 0.0, 0.0
     std = statistics.stdev(values)
     df = len(values) - 1
-    t = T95.get(df) or next((T95[k] for k in sorted(T95) if k >= df), 1.96)
+    t = T95[max(k for k in T95 if k <= df)] if df <= 30 else 1.96  # between entries: the wider (smaller df)
     return mean, std, t * std / math.sqrt(len(values))
 
 

@@ -143,3 +143,10 @@ def test_seeds_shortcut_expands_to_a_seed_sweep():
     assert expand_seeds(["a=1"]) == ["a=1"]
     with pytest.raises(Exception, match="add -m"):
         expand_seeds(["seeds=2"])
+
+
+def test_interval_uses_students_t_and_stays_conservative_between_table_entries():
+    mean, std, ci = interval([0.80, 0.82, 0.84])
+    assert (mean, round(std, 6)) == (pytest.approx(0.82), 0.02) and ci == pytest.approx(4.303 * 0.02 / 3 ** 0.5)
+    values = [0.8 + 0.001 * i for i in range(12)]  # df 11: not in the table, the df-10 quantile is used
+    assert interval(values)[2] == pytest.approx(2.228 * statistics.stdev(values) / 12 ** 0.5)
