@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 from cifar_ft.errors import UserError
-from cifar_ft.runs.compare import compare
-from cifar_ft.runs.summary import summarize
+from cifar_ft.sweeps.compare import compare
+from cifar_ft.sweeps.summary import summarize
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,17 +7,20 @@ from pathlib import Path
 
 import lightning as L
 from hydra.utils import instantiate
+from hydra_plugins.cifar_ft.optuna_sweeper import register as register_sweeper
 from omegaconf import DictConfig
 
 from cifar_ft.runs.artifacts import ensure_writable, run_facts, to_float_dict, write_metrics, write_test_artifacts
 from cifar_ft.runs.build import build_callbacks, build_loggers, build_trainer, log_hparams, print_config
 from cifar_ft.runs.checkpoints import resolve_ckpt, resume_target
 from cifar_ft.runs.entry import command, in_multirun, register_resolvers
-from cifar_ft.runs.sweep_jobs import previous_attempt
 from cifar_ft.runs.validate import validate_config
+from cifar_ft.sweeps.jobs import previous_attempt, sweeper_settings
+from cifar_ft.sweeps.trial import trial_callbacks
 
 log = logging.getLogger("cifar_ft")
 register_resolvers()  # before Hydra resolves any config of this process (also joblib workers)
+register_sweeper()    # hparams_search=optuna, also where Hydra's plugin scan misses editable installs
 
 
 def train(cfg: DictConfig) -> float | None:
@@ -41,8 +44,9 @@ def train(cfg: DictConfig) -> float | None:
                         trust_weights=trust)
     print_config(cfg)
     loggers = build_loggers(cfg.get("logger"))
-    trainer = build_trainer(cfg.trainer, build_callbacks(cfg.get("callbacks"),
-                                                         cfg.trainer.get("enable_progress_bar", True)), loggers)
+    pruning = trial_callbacks(sweeper_settings(), cfg.optimized_metric)  # a trial of a pruned Optuna search
+    callbacks = build_callbacks(cfg.get("callbacks"), cfg.trainer.get("enable_progress_bar", True))
+    trainer = build_trainer(cfg.trainer, callbacks + pruning, loggers)
     log_hparams(loggers, cfg, [cfg.optimized_metric, "test/acc", "test/f1_macro"])
     ckpt_path = resolve_ckpt(resume_target(cfg.get("ckpt_path"), resume), output_dir, trust)
     fit_start = time.time()
@@ -50,6 +54,9 @@ def train(cfg: DictConfig) -> float | None:
     fit_time = time.time() - fit_start
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     best_score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
+    pruned_at = next((p.pruned_at for p in pruning if p.pruned_at is not None), None)
+    if pruned_at is not None:  # stopped by the search's pruner: no test, the run directory stays
+        return _pruned(trainer, cfg, output_dir, start, best, best_score, pruned_at)
     trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
     metrics = {k: v for k, v in to_float_dict(trainer.callback_metrics).items() if k.startswith("test/")}
     metrics.update(run_facts(trainer, cfg.seed, start, best, best_score, cfg.optimized_metric), fit_time_s=fit_time,
@@ -60,6 +67,15 @@ def train(cfg: DictConfig) -> float | None:
         log.info("Test: %s", {k: round(v, 4) for k, v in metrics.items() if k.count("/") == 1 and k[:5] == "test/"})
         log.info("Run directory: %s", output_dir)
     return metrics.get(f"{cfg.optimized_metric}_best")
+
+
+def _pruned(trainer, cfg: DictConfig, output_dir: Path, start: float, best: str, best_score, epoch: int) -> float:
+    metrics = {**run_facts(trainer, cfg.seed, start, best, best_score, cfg.optimized_metric), "pruned": True,
+               "pruned_at_epoch": epoch}
+    if trainer.is_global_zero:
+        write_metrics(output_dir / "metrics.json", metrics)
+        log.info("Pruned by the search after epoch %d; run directory: %s", epoch, output_dir)
+    return metrics.get(f"{cfg.optimized_metric}_best", float("nan"))
 
 
 main = command(train, "train")

@@ -46,15 +46,9 @@ def command(task: Callable[[DictConfig], T], config_name: str) -> Callable[[], N
 
 
 def register_resolvers() -> None:
-    """`${job_gpu:${hydra:job.num},K}`: job N of a parallel sweep gets GPU N mod K (one GPU per job);
-    and our resumable Optuna sweeper, where the Optuna plugin is installed."""
+    """`${job_gpu:${hydra:job.num},K}`: job N of a parallel sweep gets GPU N mod K (one GPU per job)."""
     if not OmegaConf.has_resolver("job_gpu"):
         OmegaConf.register_new_resolver("job_gpu", job_gpu)
-    try:
-        from hydra_plugins.cifar_ft.optuna_resume import register
-    except ImportError:  # pip install -e ".[sweep]" brings the Optuna plugin
-        return
-    register()
 
 
 def job_gpu(job_num: int | str, num_gpus: int | str) -> list[int]:

@@ -13,7 +13,7 @@ from PIL import Image
 
 from cifar_ft.errors import ConfigError
 from cifar_ft.predict import predict
-from cifar_ft.runs import explore
+from cifar_ft.sweeps import explore
 from tests.conftest import FAST, ROOT, make_cfg
 
 

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from cifar_ft.runs.entry import expand_seeds
-from cifar_ft.runs.summary import interval
+from cifar_ft.sweeps.summary import interval
 from tests.conftest import FAST, ROOT
 
 SMALL = ["experiment=smoke", "trainer.enable_progress_bar=false", "data.train_size=600", "data.val_size=100",

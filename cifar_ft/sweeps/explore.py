@@ -16,7 +16,7 @@ import torch
 
 from cifar_ft.errors import ConfigError
 from cifar_ft.runs.figures import confusion_figure, curves_figure
-from cifar_ft.runs.summary import summarize
+from cifar_ft.sweeps.summary import summarize
 
 
 def run_dirs(path: str | Path) -> list[Path]:

@@ -61,3 +61,19 @@ def previous_attempt(cfg: DictConfig, output_dir: Path, metric: str) -> Attempt:
         log.info("job was interrupted: resuming from %s", last)
         return Attempt("resume")
     return Attempt("run")
+
+
+def sweeper_settings() -> dict | None:
+    """What a trial's job needs of the Optuna sweeper's settings (storage, study, pruner), or None
+    outside a multirun of it. Read from the job's own Hydra config, key by key (the sampler's
+    settings may interpolate keys of the task config, which the Hydra node alone cannot resolve)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    sweeper = HydraConfig.get().sweeper
+    if not str(sweeper.get("_target_", "")).endswith("cifar_ft.optuna_sweeper.OptunaSweeper"):
+        return None
+    args = sweeper.get("pruner_args")
+    return {"storage": sweeper.storage, "study_name": sweeper.study_name, "pruner": sweeper.get("pruner", "none"),
+            "pruner_args": OmegaConf.to_container(args, resolve=True) if args is not None else {}}

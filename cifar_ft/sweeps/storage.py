@@ -1,0 +1,154 @@
+"""One Optuna study shared by every worker of a search: its storage, heartbeats and claims.
+
+- Storage: an RDB URL (SQLite in the sweep directory by default; PostgreSQL/MySQL across machines),
+  with Optuna's heartbeats on, so a trial whose worker died (SIGKILL, node lost) is found stale by
+  any live worker and retried by Optuna's retry callback, in the job directory of the trial it
+  retries.
+- Claims: the worker running trial N holds an exclusive lock on `<sweep dir>/.trials/N.lock` for the
+  trial's whole run. The kernel drops the lock when the process dies, so a worker on the same machine
+  (or the next run of the command) takes a dead trial over at once, keeping its number, instead of
+  waiting for the heartbeat's grace period; the lock makes that take-over happen exactly once.
+- `<sweep dir>/.trials/ask.lock` makes "count the study, then ask" one step, so K workers end with
+  exactly `n_trials` trials, not more.
+
+Optuna 4.9 renamed the storage's `failed_trial_callback` to `heartbeat_stale_trial_callback` (and
+`RetryFailedTrialCallback` to `RetryHeartbeatStaleTrialCallback`); both spellings are handled here.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import inspect
+import logging
+import os
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+from optuna.trial import FrozenTrial
+
+from cifar_ft.errors import ConfigError
+
+log = logging.getLogger("cifar_ft")
+WORKER_ATTR = "cifar_ft:worker"  # system attr: "host:pid" of the worker running the trial
+JOB_ATTR = "cifar_ft:job"        # system attr: the job directory number the trial runs in
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def make_storage(url: str, heartbeat_interval: int, grace_period: int, max_retry: int) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage with heartbeats and retries of stale trials (SQLite waits up to 60 s for a
+    lock held by another worker instead of failing)."""
+    if not url or "://" not in url:
+        raise ConfigError(f"hydra.sweeper.storage={url!r} is not valid; valid: an RDB URL, e.g. "
+                          "sqlite:///DIR/optuna.db or postgresql+psycopg://USER@HOST/DB")
+    params = inspect.signature(optuna.storages.RDBStorage).parameters
+    retry_cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or \
+        optuna.storages.RetryFailedTrialCallback
+    callback_key = "heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in params \
+        else "failed_trial_callback"
+    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    for attempt in range(5):  # workers starting together may race to create the tables
+        try:
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+                **{callback_key: retry_cls(max_retry=max_retry, inherit_intermediate_values=False)})
+        except ImportError as exc:  # e.g. psycopg missing
+            raise ConfigError(f"hydra.sweeper.storage={url!r}: {exc}; pip install -e \".[postgres]\" brings "
+                              "the PostgreSQL driver") from exc
+        except Exception as exc:  # noqa: BLE001 - a race on table creation, or the server is not up
+            if attempt == 4:
+                raise ConfigError(f"hydra.sweeper.storage={url!r} cannot be opened: {str(exc).splitlines()[0]}") \
+                    from exc
+            time.sleep(0.5 + attempt)
+    raise AssertionError("unreachable")
+
+
+def open_study(storage, study_name: str, directions: list[str], sampler) -> optuna.Study:
+    """Create the study, or join it when another worker (or an earlier run) made it."""
+    for attempt in range(5):
+        try:
+            return optuna.create_study(storage=storage, study_name=study_name, directions=directions,
+                                       sampler=sampler, load_if_exists=True)
+        except optuna.exceptions.DuplicatedStudyError:  # created between our look and our insert
+            if attempt == 4:
+                raise
+            time.sleep(0.2)
+    raise AssertionError("unreachable")
+
+
+def job_number(trial: FrozenTrial) -> int:
+    """The job directory of a trial: its own number, or for a retry that of the trial it retries."""
+    if JOB_ATTR in trial.system_attrs:
+        return int(trial.system_attrs[JOB_ATTR])
+    history = trial.system_attrs.get("retry_history") or []
+    return int(history[0]) if history else trial.number
+
+
+class Claims:
+    """The per-trial locks of one sweep directory (see the module docstring)."""
+
+    def __init__(self, sweep_dir: Path) -> None:
+        self.dir = Path(sweep_dir) / ".trials"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.held: dict[int, int] = {}  # trial number -> file descriptor
+
+    def claim(self, number: int) -> bool:
+        """Take trial `number`'s lock without waiting; False when a live process holds it."""
+        fd = os.open(self.dir / f"{number}.lock", os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self.held[number] = fd
+        return True
+
+    def release(self, number: int) -> None:
+        fd = self.held.pop(number, None)
+        if fd is not None:
+            os.close(fd)  # closing drops the lock
+
+    @contextlib.contextmanager
+    def asking(self) -> Iterator[None]:
+        """Hold the sweep's ask lock (blocking): count-then-ask is one step across workers."""
+        with open(self.dir / "ask.lock", "a+") as f:
+            fcntl.lockf(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.lockf(f, fcntl.LOCK_UN)
+
+
+class Heartbeat:
+    """Records a trial's heartbeat every `interval` seconds while its job runs (Optuna's own thread
+    does this only inside `study.optimize`, which ask-and-tell does not use)."""
+
+    def __init__(self, storage, trial_id: int, interval: int) -> None:
+        import threading
+
+        self.storage, self.trial_id, self.interval = storage, trial_id, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+
+    def _beat(self) -> None:
+        while True:
+            try:
+                self.storage.record_heartbeat(self.trial_id)
+            except Exception as exc:  # noqa: BLE001 - a storage hiccup must not end the trial
+                log.warning("heartbeat of trial %d not recorded: %s", self.trial_id, exc)
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
