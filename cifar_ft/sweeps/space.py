@@ -3,7 +3,7 @@ own override parser, as Optuna distributions.
 
 | grammar                          | Optuna distribution                                  |
 |----------------------------------|------------------------------------------------------|
-| `interval(a, b)`                 | FloatDistribution(a, b) (IntDistribution if a, b ints) |
+| `interval(a, b)`                 | FloatDistribution(a, b) (Hydra's intervals are floats) |
 | `tag(log, interval(a, b))`       | the same with log=True                               |
 | `range(a, b[, step])`            | IntDistribution(a, last value, step) (Categorical if not ints) |
 | `choice(x, y, ...)` or `x,y,...` | CategoricalDistribution                              |
@@ -54,10 +54,7 @@ def distribution(override: Override) -> BaseDistribution:
     key, value = override.get_key_element(), override.value()
     if override.is_interval_sweep():
         assert isinstance(value, IntervalSweep)
-        log = "log" in value.tags
-        if isinstance(value.start, int) and isinstance(value.end, int):
-            return IntDistribution(int(value.start), int(value.end), log=log)
-        return FloatDistribution(float(value.start), float(value.end), log=log)
+        return FloatDistribution(float(value.start), float(value.end), log="log" in value.tags)
     if override.is_range_sweep():
         assert isinstance(value, RangeSweep)
         values = list(override.sweep_iterator(transformer=Transformer.encode))

@@ -82,3 +82,35 @@ def write_figures(study: optuna.Study, sweep_dir: Path, with_importances: bool) 
         figure.tight_layout()
         figure.savefig(sweep_dir / name, dpi=110)
         plt.close(figure)
+
+
+def study_states(sweep_dir: Path) -> dict[int, str]:
+    """Job directory -> the state of its latest trial, from `study.json` ({} without a study)."""
+    path = Path(sweep_dir) / "study.json"
+    trials = json.loads(path.read_text())["trials"] if path.is_file() else []
+    return {t["job"]: t["state"] for t in sorted(trials, key=lambda t: t["number"])}
+
+
+def study_markdown(sweep_dir: Path) -> str:
+    """The study section of summary.md, from `study.json` (empty for sweeps without a study)."""
+    path = Path(sweep_dir) / "study.json"
+    if not path.is_file():
+        return ""
+    view = json.loads(path.read_text())
+    states = ", ".join(f"{n} {name}" for name, n in view["states"].items())
+    lines = ["", f"## Optuna study `{view['study_name']}` ({', '.join(view['directions'])})", "",
+             f"Trials: {states}."]
+    for b in view["best"]:
+        params = " ".join(f"{k}={v}" for k, v in b["params"].items())
+        lines += [f"Best trial: {b['number']} (job directory {b['job']}), values {b['values']}: {params}"]
+    if view["importances"]:
+        lines += ["", "| parameter | importance |", "|---|---|"]
+        lines += [f"| {k} | {v:.3f} |" for k, v in view["importances"].items()]
+    lines += ["", "| trial | job | state | values | error |", "|---|---|---|---|---|"]
+    lines += [f"| {t['number']} | {t['job']} | {t['state']} | {t['values'] or ''} | {t['error'] or ''} |"
+              for t in view["trials"]]
+    figures = [f for f in ("optimization_history.png", "pareto_front.png", "param_importances.png")
+               if (Path(sweep_dir) / f).is_file()]
+    if figures:
+        lines += ["", " ".join(f"![{f}]({f})" for f in figures)]
+    return "\n".join(lines) + "\n"

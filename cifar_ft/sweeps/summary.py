@@ -18,6 +18,7 @@ import yaml
 from hydra.experimental.callback import Callback
 
 from cifar_ft.runs.figures import read_scalars, sweep_figure
+from cifar_ft.sweeps.study_view import study_markdown, study_states
 
 COLUMNS = ["job", "status", "overrides", "val/acc_best", "test/acc", "test/f1_macro", "epochs", "wall_time_s"]
 TEST_METRICS = ["test/acc", "test/f1_macro"]
@@ -34,7 +35,8 @@ def job_row(job_dir: Path) -> dict:
     metrics_file, error_file = job_dir / "metrics.json", job_dir / "error.txt"
     if metrics_file.is_file():
         metrics = json.loads(metrics_file.read_text())
-        row.update({k: metrics.get(k) for k in COLUMNS[3:]}, status="ok")
+        status = f"pruned after epoch {metrics.get('pruned_at_epoch')}" if metrics.get("pruned") else "ok"
+        row.update({k: metrics.get(k) for k in COLUMNS[3:]}, status=status)
         row.update({k: v for k, v in metrics.items() if k.endswith("_best")})
     else:
         lines = error_file.read_text().strip().splitlines() if error_file.is_file() else []
@@ -88,6 +90,10 @@ def summarize(sweep_dir: str | Path, metric: str = "val/acc_best") -> list[dict]
     sweep_dir = Path(sweep_dir)
     jobs = sorted((d for d in sweep_dir.iterdir() if d.is_dir() and d.name.isdigit()), key=lambda d: int(d.name))
     rows = [job_row(d) for d in jobs]
+    live = study_states(sweep_dir)
+    for r in rows:  # a study's trial still running elsewhere is not a failure
+        if r["status"].startswith("failed: no metrics.json") and live.get(int(r["job"])) in ("RUNNING", "WAITING"):
+            r["status"] = "running"
     common = set.intersection(*(set(r["overrides"].split()) for r in rows)) if len(rows) > 1 else set()
     for r in rows:  # show what differs between jobs; the shared overrides go in the header
         r["overrides"] = " ".join(o for o in r["overrides"].split() if o not in common)
@@ -99,7 +105,8 @@ def summarize(sweep_dir: str | Path, metric: str = "val/acc_best") -> list[dict]
         writer.writeheader()
         writer.writerows(rows)
     groups = group_rows(rows, metric)
-    (sweep_dir / "summary.md").write_text(_markdown(sweep_dir, rows, groups, columns, common, metric))
+    (sweep_dir / "summary.md").write_text(_markdown(sweep_dir, rows, groups, columns, common, metric)
+                                          + study_markdown(sweep_dir))
     if groups:
         curves = {g["group"]: [_val_curve(sweep_dir / j) for j in g["jobs"]] for g in groups}
         sweep_figure(groups, curves, metric).savefig(sweep_dir / "summary.png", dpi=110)

@@ -33,9 +33,6 @@ def test_multirun_summary_with_a_failing_job(tmp_path):
 
 
 def test_optuna_search_three_trials_names_the_best(tmp_path):
-    import pytest
-
-    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     sweep = tmp_path / "opt"
     proc = subprocess.run([sys.executable, "-m", "cifar_ft.train", "-m", "hparams_search=optuna", "experiment=smoke",
                            "hydra.sweeper.n_trials=3", "trainer.enable_progress_bar=false", f"hydra.sweep.dir={sweep}",
