@@ -68,6 +68,9 @@ class Worker:
 
     def run(self) -> list:
         os.environ[LEADER_ENV] = str(self.leader_file)  # DDP ranks started by our jobs follow this file
+        if self.rerun_failed:  # once per run of the command: a trial that fails again stays failed
+            with self.claims.asking():
+                self.queue_reruns(self.study.get_trials(deepcopy=False))
         try:
             while True:
                 batch = self.plan()
@@ -87,8 +90,6 @@ class Worker:
             optuna.storages.fail_stale_trials(self.study)
             trials = self.study.get_trials(deepcopy=False)
             batch = self.take_over(trials)
-            if self.rerun_failed:
-                self.queue_reruns(trials)
             superseded = _superseded(self.study.get_trials(deepcopy=False))
             used = sum(1 for t in self.study.get_trials(deepcopy=False) if t.number not in superseded)
             waiting = sum(1 for t in self.study.get_trials(deepcopy=False) if t.state == TrialState.WAITING)

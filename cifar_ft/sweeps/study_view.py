@@ -24,15 +24,30 @@ def trial_row(t: FrozenTrial) -> dict:
             "last_epoch": t.last_step, "retry_of": (t.system_attrs.get("retry_history") or [None])[0]}
 
 
+def evaluator() -> optuna.importance.BaseImportanceEvaluator:
+    """Optuna's default fANOVA evaluator where it runs (Optuna 5; Optuna 4 needs scikit-learn for it),
+    else PED-ANOVA, which needs nothing more."""
+    if _fanova_runs():
+        return optuna.importance.FanovaImportanceEvaluator(seed=0)
+    return optuna.importance.PedAnovaImportanceEvaluator()
+
+
+def _fanova_runs() -> bool:
+    import importlib.util
+
+    return int(optuna.__version__.split(".")[0]) >= 5 or importlib.util.find_spec("sklearn") is not None
+
+
 def importances(study: optuna.Study) -> dict[str, float]:
-    """Optuna's parameter importances (fANOVA) of the first objective; {} while too few trials vary."""
+    """Optuna's parameter importances of the first objective; {} while too few trials vary."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if len(complete) < 2 or not any(t.params for t in complete):
         return {}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return optuna.importance.get_param_importances(study, target=lambda t: t.values[0])
+            return optuna.importance.get_param_importances(study, evaluator=evaluator(),
+                                                           target=lambda t: t.values[0])
     except (ValueError, RuntimeError) as exc:  # e.g. every trial sampled the same values
         log.info("no parameter importances: %s", exc)
         return {}
@@ -72,7 +87,8 @@ def write_figures(study: optuna.Study, sweep_dir: Path, with_importances: bool) 
     plots = {"pareto_front.png" if multi else "optimization_history.png":
              vis.plot_pareto_front if multi else vis.plot_optimization_history}
     if with_importances:
-        plots["param_importances.png"] = lambda s: vis.plot_param_importances(s, target=lambda t: t.values[0])
+        plots["param_importances.png"] = lambda s: vis.plot_param_importances(
+            s, evaluator=evaluator(), target=lambda t: t.values[0], target_name="first objective")
     for name, plot in plots.items():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Optuna marks its matplotlib figures experimental

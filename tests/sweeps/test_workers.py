@@ -91,11 +91,13 @@ def test_a_killed_worker_trial_is_taken_over_and_resumed(tmp_path):
             if t.state.name == "RUNNING" and (sweep / str(t.number) / "checkpoints" / "last.ckpt").is_file():
                 return t.number, int(t.system_attrs[WORKER_ATTR].split(":")[1])
         return None
-    wait_for(lambda: victim() is not None, procs)
-    number, pid = victim()
+    found: list[tuple[int, int]] = []
+    wait_for(lambda: found.append(victim()) or found[-1] is not None, procs)
+    number, pid = found[-1]
     killed = next(p for p in procs if p.pid == pid)
     os.killpg(killed.pid, signal.SIGKILL)
     killed.wait()
+    assert trials(storage)[number].state.name == "RUNNING"  # killed mid-trial, not just after it
     live = [p for p in procs if p is not killed]
     finish(live, [logs[procs.index(p)] for p in live])
     done = trials(storage)
@@ -152,19 +154,53 @@ def test_median_pruner_stops_a_hopeless_trial_after_its_first_epoch(tmp_path):
 
 def test_ddp_trial_ranks_train_with_the_same_sampled_values(tmp_path):
     sweep = tmp_path / "S"
-    cmd = search(sweep, "trainer=ddp_cpu", "hydra.sweeper.n_trials=2",
+    cmd = search(sweep, "trainer=ddp_cpu", "hydra.sweeper.n_trials=2", "hydra.sweeper.pruner=median",
                  "+callbacks.dump._target_=tests.helpers.DumpBackbone", "+callbacks.dump.path=${paths.output_dir}")
     proc = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     done = trials(f"sqlite:///{sweep}/optuna.db")
     assert len(done) == 2 and all(t.state.name == "COMPLETE" for t in done)  # rank 1 asked for nothing
     assert done[0].params != done[1].params
+    assert all(sorted(t.intermediate_values) == [0, 1] for t in done)  # rank 0 reported each epoch, once
     for t in done:
         job = sweep / str(t.number)
         assert (job / "train_ddp_process_1.log").is_file()  # rank 1 ran this trial's job
         ranks = [torch.load(job / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
         for key, value in ranks[0].items():  # another learning rate on rank 1 would have made them differ
             assert torch.equal(value, ranks[1][key]), key
+
+
+def test_multi_objective_study_keeps_a_pareto_front(tmp_path):
+    sweep = tmp_path / "S"
+    proc = subprocess.run(search(sweep, "hydra.sweeper.n_trials=2", "hydra.sweeper.direction=[maximize,minimize]",
+                                 "hydra.sweeper.objectives=[val/acc_best,fit_time_s]"),
+                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    done = trials(f"sqlite:///{sweep}/optuna.db")
+    for t in done:
+        metrics = json.loads((sweep / str(t.number) / "metrics.json").read_text())
+        assert t.values == [metrics["val/acc_best"], metrics["fit_time_s"]]
+    assert (sweep / "pareto_front.png").is_file()
+    assert json.loads((sweep / "study.json").read_text())["directions"] == ["maximize", "minimize"]
+
+
+def test_a_trial_that_fails_on_its_own_is_recorded_and_rerun_only_when_asked(tmp_path):
+    sweep = tmp_path / "S"
+    cmd = search(sweep, "hydra.sweeper.n_trials=2", "data.batch_size=100000")
+    first = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    storage = f"sqlite:///{sweep}/optuna.db"
+    done = trials(storage)
+    assert [t.state.name for t in done] == ["FAIL", "FAIL"]
+    assert all("data.batch_size=100000 is larger than the training set" in t.user_attrs["error"] for t in done)
+    again = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and len(trials(storage)) == 2  # failed on their own: not retried
+    rerun = subprocess.run([*cmd, "rerun_failed=true"], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                           timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    later = trials(storage)[2:]
+    assert sorted(t.system_attrs["cifar_ft:rerun_of"] for t in later) == [0, 1]  # once each, in their directories
+    assert sorted(d.name for d in sweep.iterdir() if d.name.isdigit()) == ["0", "1"]
 
 
 @pytest.fixture
