@@ -24,18 +24,14 @@ def trial_row(t: FrozenTrial) -> dict:
             "last_epoch": t.last_step, "retry_of": (t.system_attrs.get("retry_history") or [None])[0]}
 
 
-def evaluator() -> optuna.importance.BaseImportanceEvaluator:
-    """Optuna's default fANOVA evaluator where it runs (Optuna 5; Optuna 4 needs scikit-learn for it),
-    else PED-ANOVA, which needs nothing more."""
-    if _fanova_runs():
-        return optuna.importance.FanovaImportanceEvaluator(seed=0)
-    return optuna.importance.PedAnovaImportanceEvaluator()
-
-
-def _fanova_runs() -> bool:
+def evaluator() -> optuna.importance.BaseImportanceEvaluator | None:
+    """Optuna's default evaluator (None) where it runs: Optuna 5, or Optuna 4 with scikit-learn (its
+    fANOVA needs it); else PED-ANOVA, which needs nothing more."""
     import importlib.util
 
-    return int(optuna.__version__.split(".")[0]) >= 5 or importlib.util.find_spec("sklearn") is not None
+    if int(optuna.__version__.split(".")[0]) >= 5 or importlib.util.find_spec("sklearn") is not None:
+        return None
+    return optuna.importance.PedAnovaImportanceEvaluator()
 
 
 def importances(study: optuna.Study) -> dict[str, float]:
