@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from tests.conftest import ROOT
@@ -25,6 +26,7 @@ def max_diff(a: dict, b: dict) -> float:
     return max((a[k].float() - b[k].float()).abs().max().item() for k in a if a[k].is_floating_point())
 
 
+@pytest.mark.slow  # 2 gloo ranks: ~30 s
 def test_ddp_ranks_identical_after_unfreezing(tmp_path):
     ranks = run_ddp(tmp_path / "fixed")
     assert max_diff(ranks[0], ranks[1]) == 0.0

@@ -14,6 +14,7 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 SMOKE = ["experiment=smoke", "trainer.enable_progress_bar=false"]
 
 
+@pytest.mark.slow  # 2 DDP runs, 4 processes: ~30 s
 def test_ddp_cpu_command_and_two_nodes_agree(tmp_path):
     one = tmp_path / "ddp_cpu"
     proc = subprocess.run([sys.executable, "-m", "cifar_ft.train", *SMOKE, "trainer=ddp_cpu", "trainer.devices=2",

@@ -122,6 +122,7 @@ def test_debug_presets_default_to_a_temporary_directory(tmp_path):
     assert len(runs) == 1 and (runs[0] / "metrics.json").is_file()
 
 
+@pytest.mark.slow  # 2 training runs: ~20 s
 def test_compare_two_runs(tmp_path):
     runs = []
     for name, lr in (("a", "3e-3"), ("b", "1e-2")):

@@ -88,6 +88,7 @@ def test_sigint_finishes_the_step_and_saves_a_checkpoint(tmp_path):
     assert ckpt["global_step"] == STEPS_PER_EPOCH + 3 and ckpt["epoch"] == 1
 
 
+@pytest.mark.slow  # 2 gloo ranks, 4 runs: ~80 s
 @pytest.mark.parametrize("agreement", [["callbacks.stop_on_signal.agree_every_n_steps=1"],
                                        ["callbacks.stop_on_signal.max_delay_s=0.2"]], ids=["every_step", "adaptive"])
 def test_ddp_sigterm_to_one_rank_stops_all_ranks_at_one_step_and_resumes_exactly(tmp_path, agreement):

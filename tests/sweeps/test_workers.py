@@ -107,6 +107,7 @@ def test_a_killed_worker_trial_is_taken_over_and_resumed(tmp_path):
     assert f"trial {number} lost its worker" in logs[procs.index(live[0])].read_text()
 
 
+@pytest.mark.slow  # sweeps of several processes: ~20 s
 def test_a_trial_of_a_lost_node_is_retried_after_its_heartbeat_goes_stale(tmp_path):
     sweep = tmp_path / "S"
     storage = f"sqlite:///{sweep}/optuna.db"
@@ -152,6 +153,7 @@ def test_median_pruner_stops_a_hopeless_trial_after_its_first_epoch(tmp_path):
     assert row["status"] == "pruned after epoch 0"
 
 
+@pytest.mark.slow  # sweeps of several processes: ~20 s
 def test_ddp_trial_ranks_train_with_the_same_sampled_values(tmp_path):
     sweep = tmp_path / "S"
     cmd = search(sweep, "trainer=ddp_cpu", "hydra.sweeper.n_trials=2", "hydra.sweeper.pruner=median",
@@ -170,6 +172,7 @@ def test_ddp_trial_ranks_train_with_the_same_sampled_values(tmp_path):
             assert torch.equal(value, ranks[1][key]), key
 
 
+@pytest.mark.slow  # sweeps of several processes: ~20 s
 def test_multi_objective_study_keeps_a_pareto_front(tmp_path):
     sweep = tmp_path / "S"
     proc = subprocess.run(search(sweep, "hydra.sweeper.n_trials=2", "hydra.sweeper.direction=[maximize,minimize]",
@@ -184,6 +187,7 @@ def test_multi_objective_study_keeps_a_pareto_front(tmp_path):
     assert json.loads((sweep / "study.json").read_text())["directions"] == ["maximize", "minimize"]
 
 
+@pytest.mark.slow  # sweeps of several processes: ~20 s
 def test_a_trial_that_fails_on_its_own_is_recorded_and_rerun_only_when_asked(tmp_path):
     sweep = tmp_path / "S"
     cmd = search(sweep, "hydra.sweeper.n_trials=2", "data.batch_size=100000")
