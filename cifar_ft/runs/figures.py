@@ -117,9 +117,9 @@ def sweep_figure(groups: list[dict], curves: dict[str, list[list[float]]], metri
     right.bar(range(len(names)), means, yerr=stds, capsize=4, color="tab:blue", alpha=0.8)
     right.set_xticks(range(len(names)), [n if len(n) < 30 else n[:27] + "..." for n in names], rotation=20,
                      ha="right", fontsize=7)
-    low = min((m - s for m, s in zip(means, stds)), default=0.0)
+    # bars start at 0: a cut axis makes small differences look large
     right.set(title=f"test/acc per group (mean ± std over seeds; ranked by {metric})", ylabel="test/acc",
-              ylim=(max(0.0, low - 0.05), min(1.0, max(means, default=1.0) + 0.05)))
+              ylim=(0.0, min(1.0, max((m + s for m, s in zip(means, stds)), default=1.0) + 0.05)))
     right.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     return fig

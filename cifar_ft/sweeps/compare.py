@@ -55,6 +55,7 @@ def _fmt(value) -> str:
 
 def _figure(runs: list[dict], names: list[str]):
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(14, 4.5))
     loss_ax, acc_ax = fig.subplots(1, 2)
@@ -67,6 +68,7 @@ def _figure(runs: list[dict], names: list[str]):
             acc_ax.plot(range(len(val)), val, marker="o", label=name)
     loss_ax.set(title="train loss per step", xlabel="optimizer step", ylabel="loss")
     acc_ax.set(title="val/acc per epoch", xlabel="epoch", ylabel="val/acc")
+    acc_ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)

@@ -130,13 +130,20 @@ def _markdown(sweep_dir: Path, rows: list[dict], groups: list[dict], columns: li
                   "| group | n | " + " | ".join(f"{m} mean ± std [95% interval]" for m in stats) + " |",
                   "|" + "---|" * (2 + len(stats))]
         for g in groups:
-            cells = [f"{g[m]:.4f} ± {g[f'{m} std']:.4f} [{g[m] - g[f'{m} ci95']:.4f}, {g[m] + g[f'{m} ci95']:.4f}]"
-                     if m in g else "" for m in stats]
+            cells = [_stat_cell(g, m, g["n"]) if m in g else "" for m in stats]
             lines.append(f"| {g['group']} | {g['n']} | " + " | ".join(cells) + " |")
         lines += ["", overlap_note(groups, metric), ""]
     lines += ["## Jobs", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_cell(r.get(c)) for c in columns) + " |" for r in rows]
     return "\n".join(lines) + "\n"
+
+
+def _stat_cell(group: dict, m: str, n: int) -> str:
+    """mean ± std [95% interval]; with one run neither spread nor interval exist: n/a, not a zero width."""
+    if n < 2:
+        return f"{group[m]:.4f} ± n/a [n/a]"
+    mean, half = group[m], group[f"{m} ci95"]
+    return f"{mean:.4f} ± {group[f'{m} std']:.4f} [{mean - half:.4f}, {mean + half:.4f}]"
 
 
 def _cell(value) -> str:
