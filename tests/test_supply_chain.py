@@ -2,9 +2,9 @@
 stealer (GHSA-w37p-236h-pfx3); the pin excludes them and the installed version is not one of them."""
 from __future__ import annotations
 
-import tomllib
 from importlib.metadata import version
 
+import tomllib
 from packaging.requirements import Requirement
 
 from tests.conftest import ROOT

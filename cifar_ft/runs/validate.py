@@ -99,7 +99,7 @@ CHOICES: dict[str, Any] = {
     "data.augment": PRESETS, "data.on_bad_image": BAD_IMAGE_POLICIES, "data.dataset": DATASETS,
     "model.source": SOURCES, "model.head_init": HEAD_INITS, "scheduler.decay": DECAYS,
     "callbacks.freeze.unfreeze": UNFREEZE_MODES, "on_bad_image": BAD_IMAGE_POLICIES,
-    "format": EXPORT_FORMATS, "tta": (*TTA, None), "model.tta": TTA,
+    "format": EXPORT_FORMATS, "tta": (*TTA, None), "model.tta": TTA, "optimized_mode": ("max", "min"),
     "model.compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
     "trainer.precision": ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true"),
 }

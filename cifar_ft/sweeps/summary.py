@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 from hydra.experimental.callback import Callback
 
+from cifar_ft.runs.entry import metric_mode
 from cifar_ft.runs.figures import read_scalars, sweep_figure
 from cifar_ft.sweeps.study_view import study_markdown, study_states
 
@@ -55,7 +56,13 @@ def interval(values: list[float]) -> tuple[float, float, float]:
     return mean, std, t * std / math.sqrt(len(values))
 
 
-def group_rows(rows: list[dict], metric: str) -> list[dict]:
+def _sign(metric: str, mode: str | None = None) -> float:
+    """-1 where smaller is better (`mode`, by default `metric_mode`: losses, errors, times), so ranking
+    is by sign * value."""
+    return -1.0 if (mode or metric_mode(metric)) == "min" else 1.0
+
+
+def group_rows(rows: list[dict], metric: str, mode: str | None = None) -> list[dict]:
     """Jobs that differ only in `seed=...`, with n and mean/std/95% interval per metric, best first."""
     members: dict[str, list[dict]] = {}
     for r in rows:
@@ -70,7 +77,8 @@ def group_rows(rows: list[dict], metric: str) -> list[dict]:
             if values:
                 group[name], group[f"{name} std"], group[f"{name} ci95"] = interval(values)
         groups.append(group)
-    return sorted(groups, key=lambda g: -g.get(metric, -math.inf))
+    sign = _sign(metric, mode)
+    return sorted(groups, key=lambda g: -sign * g.get(metric, sign * -math.inf))
 
 
 def overlap_note(groups: list[dict], metric: str) -> str:
@@ -79,13 +87,13 @@ def overlap_note(groups: list[dict], metric: str) -> str:
     a, b = groups[0], groups[1]
     if min(a["n"], b["n"]) < 2:
         return f"Only one seed per group: rank the groups with -m ... seeds=3 before trusting a {metric} difference."
-    if a[metric] - a[f"{metric} ci95"] <= b[metric] + b[f"{metric} ci95"]:
+    if abs(a[metric] - b[metric]) <= a[f"{metric} ci95"] + b[f"{metric} ci95"]:
         return (f"Note: the 95% intervals of the best two groups overlap ({a[metric]:.4f} ± {a[f'{metric} ci95']:.4f} "
                 f"vs {b[metric]:.4f} ± {b[f'{metric} ci95']:.4f}): their difference is within the noise at this n.")
-    return f"The best group's 95% interval lies above the second's ({metric})."
+    return f"The best group's 95% interval does not overlap the second's ({metric})."
 
 
-def summarize(sweep_dir: str | Path, metric: str = "val/acc_best") -> list[dict]:
+def summarize(sweep_dir: str | Path, metric: str = "val/acc_best", mode: str | None = None) -> list[dict]:
     """Write summary.csv / summary.md / summary.png sorted by `metric` (best first); returns the job rows."""
     sweep_dir = Path(sweep_dir)
     jobs = sorted((d for d in sweep_dir.iterdir() if d.is_dir() and d.name.isdigit()), key=lambda d: int(d.name))
@@ -97,14 +105,14 @@ def summarize(sweep_dir: str | Path, metric: str = "val/acc_best") -> list[dict]
     common = set.intersection(*(set(r["overrides"].split()) for r in rows)) if len(rows) > 1 else set()
     for r in rows:  # show what differs between jobs; the shared overrides go in the header
         r["overrides"] = " ".join(o for o in r["overrides"].split() if o not in common)
-    rows.sort(key=lambda r: -r[metric] if isinstance(r.get(metric), (int, float)) and math.isfinite(r[metric])
-              else math.inf)
+    rows.sort(key=lambda r: -_sign(metric, mode) * r[metric] if isinstance(r.get(metric), (int, float))
+              and math.isfinite(r[metric]) else math.inf)
     columns = COLUMNS + ([metric] if metric not in COLUMNS else [])
     with (sweep_dir / "summary.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    groups = group_rows(rows, metric)
+    groups = group_rows(rows, metric, mode)
     (sweep_dir / "summary.md").write_text(_markdown(sweep_dir, rows, groups, columns, common, metric)
                                           + study_markdown(sweep_dir))
     if groups:
@@ -155,9 +163,9 @@ def _cell(value) -> str:
 class SweepSummary(Callback):
     """Hydra callback: summarise the sweep directory when a multirun ends."""
 
-    def __init__(self, metric: str = "val/acc_best") -> None:
-        self.metric = metric
+    def __init__(self, metric: str = "val/acc_best", mode: str | None = None) -> None:
+        self.metric, self.mode = metric, mode
 
     def on_multirun_end(self, config, **kwargs) -> None:
-        rows = summarize(config.hydra.sweep.dir, self.metric)
+        rows = summarize(config.hydra.sweep.dir, self.metric, self.mode)
         print(f"Sweep summary: {config.hydra.sweep.dir}/summary.md ({len(rows)} jobs)")

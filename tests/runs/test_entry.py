@@ -1,6 +1,7 @@
 """The commands' error shell: user errors are one line with exit 2, bugs keep their traceback."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,33 @@ def test_bugs_keep_their_traceback(cfg_factory):
     """Only user errors are shortened; anything else propagates unchanged."""
     with pytest.raises(ZeroDivisionError):
         report_errors(lambda cfg: 1 / 0, cfg_factory())
+
+
+def test_best_checkpoint_follows_the_metric_direction(tmp_path):
+    """optimized_metric=val/loss keeps (and tests) the epoch of the smallest loss, not the largest."""
+    from cifar_ft.runs.compose import compose_config
+    from cifar_ft.runs.figures import read_scalars
+    from cifar_ft.train import train
+    from tests.conftest import FAST
+
+    cfg = compose_config([*FAST, "optimized_metric=val/loss", "trainer.max_epochs=3", "optimizer.lr=0.3"], tmp_path)
+    assert cfg.callbacks.model_checkpoint.mode == "min" and cfg.optimized_mode == "min"
+    train(cfg)
+    losses = [v for _, v in read_scalars(Path(tmp_path) / "tensorboard")["val/loss"] if v == v]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert len(losses) == 3 and metrics["val/loss_best"] == pytest.approx(min(losses))
+    from hydra import compose, initialize_config_dir
+
+    from cifar_ft.runs.compose import CONF_DIR
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        sweep = compose(config_name="train", overrides=["hparams_search=optuna", "optimized_metric=val/loss"],
+                        return_hydra_config=True)
+    assert sweep.hydra.sweeper.direction == "minimize"
+
+
+def test_metric_mode_by_name():
+    from cifar_ft.runs.entry import metric_mode
+
+    assert [metric_mode(m) for m in ("val/acc", "val/loss", "test/ece", "fit_time_s", "train/images_per_sec",
+                                     "val/acc_best", "test/nll")] == ["max", "min", "min", "min", "max", "max", "min"]
