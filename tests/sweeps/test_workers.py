@@ -85,9 +85,11 @@ def test_a_killed_worker_trial_is_taken_over_and_resumed(tmp_path):
     procs = [start(cmd, log) for log in logs]
 
     def victim() -> tuple[int, int] | None:  # a running trial with a checkpoint: (its number, its worker's pid)
+        if not (sweep / "optuna.db").is_file():
+            return None
         try:
             running = trials(storage)
-        except KeyError:  # the study is not created yet
+        except KeyError:  # the database is there, the study not yet
             return None
         for t in running:
             if t.state.name == "RUNNING" and (sweep / str(t.number) / "checkpoints" / "last.ckpt").is_file():
