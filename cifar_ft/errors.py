@@ -32,7 +32,7 @@ def check_choice(key: str, value: object, valid: Iterable[str] | dict[str, T]) -
     names = list(valid)
     if value not in names:
         raise ConfigError(f"{key}={value!r} is not valid; valid: {', '.join(map(str, names))}."
-                          f"{close_matches(str(value), names)}")
+                          f"{close_matches(str(value), [str(n) for n in names])}")
     return value
 
 

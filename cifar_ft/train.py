@@ -13,13 +13,12 @@ from omegaconf import DictConfig
 from cifar_ft.runs.artifacts import ensure_writable, run_facts, to_float_dict, write_metrics, write_test_artifacts
 from cifar_ft.runs.build import build_callbacks, build_loggers, build_trainer, log_hparams, print_config
 from cifar_ft.runs.checkpoints import resolve_ckpt, resume_target
-from cifar_ft.runs.entry import command, in_multirun, register_resolvers
+from cifar_ft.runs.entry import command, in_multirun
 from cifar_ft.runs.validate import validate_config
 from cifar_ft.sweeps.jobs import previous_attempt, sweeper_settings
 from cifar_ft.sweeps.trial import trial_callbacks
 
 log = logging.getLogger("cifar_ft")
-register_resolvers()  # before Hydra resolves any config of this process (also joblib workers)
 register_sweeper()    # hparams_search=optuna, also where Hydra's plugin scan misses editable installs
 
 

@@ -20,10 +20,11 @@ from typing import NoReturn, TypeVar
 import hydra
 import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from cifar_ft.errors import ConfigError, close_matches, find_user_error
 from cifar_ft.runs.compose import CONF_DIR, compose_config
+from cifar_ft.runs.resolvers import register_resolvers
 from cifar_ft.runs.validate import validate_config
 
 log = logging.getLogger("cifar_ft")
@@ -37,39 +38,14 @@ def command(task: Callable[[DictConfig], T], config_name: str) -> Callable[[], N
     command-line overrides and runs `task(cfg)` under `report_errors`; Hydra's own errors are one
     line too. Hydra sees `task` itself (functools.wraps), so the job is named after its module; the
     configs are the repository's conf/ (an absolute path: `main()` also works when imported)."""
+    register_resolvers()  # before Hydra resolves any config of this process (also joblib workers)
+
     @functools.wraps(task)
     def run(cfg: DictConfig) -> T | None:
         return report_errors(task, cfg)
 
     hydra_main = hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=config_name)(run)
     return functools.partial(hydra_entry, hydra_main, config_name)
-
-
-def register_resolvers() -> None:
-    """`${job_gpu:${hydra:job.num},K}`: job N of a parallel sweep gets GPU N mod K (one GPU per job);
-    `${metric_mode:NAME}` / `${metric_direction:MODE}`: what "best" means for a metric."""
-    for name, fn in (("job_gpu", job_gpu), ("metric_mode", metric_mode), ("metric_direction", metric_direction)):
-        if not OmegaConf.has_resolver(name):
-            OmegaConf.register_new_resolver(name, fn)
-
-
-# metric names (their last part) where smaller is better
-SMALLER_IS_BETTER = ("loss", "nll", "ece", "mce", "brier", "error", "err", "time", "_s")  # _s: seconds
-
-
-def metric_mode(metric: str) -> str:
-    """`min` for losses, errors and times (`val/loss`, `test/ece`, `fit_time_s`), `max` otherwise."""
-    last = str(metric).rsplit("/", 1)[-1].removesuffix("_best")
-    return "min" if last.endswith(SMALLER_IS_BETTER) else "max"
-
-
-def metric_direction(mode: str) -> str:
-    """An Optuna direction for a checkpoint mode: max -> maximize, min -> minimize."""
-    return {"max": "maximize", "min": "minimize"}.get(str(mode), str(mode))
-
-
-def job_gpu(job_num: int | str, num_gpus: int | str) -> list[int]:
-    return [int(job_num) % max(1, int(num_gpus))]
 
 
 def fail(message: str) -> NoReturn:

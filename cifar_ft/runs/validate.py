@@ -106,16 +106,33 @@ CHOICES: dict[str, Any] = {
 
 
 def _get(cfg: DictConfig, key: str) -> Any:
-    """The resolved value, or _MISSING when absent, `???`, or not resolvable outside a Hydra run."""
+    """The resolved value, or _MISSING when absent, `???`, or a `${hydra:...}` value outside a Hydra run;
+    a value that cannot be resolved for any other reason (an unset `${oc.env:...}`, a self-reference)
+    is a ConfigError naming the key, not a silently skipped check."""
+    from omegaconf.errors import MissingMandatoryValue
+
     try:
         value = OmegaConf.select(cfg, key, default=_MISSING, throw_on_missing=True)
-    except Exception:  # noqa: BLE001 - missing mandatory value or a ${hydra:...} interpolation
+    except MissingMandatoryValue:
         return _MISSING
+    except Exception as exc:  # noqa: BLE001 - an interpolation that does not resolve
+        if "HydraConfig was not set" in str(exc):  # ${hydra:...} is resolved by the run itself
+            return _MISSING
+        raise ConfigError(f"{key}: its value cannot be resolved ({str(exc).strip().splitlines()[0]})") from exc
     return OmegaConf.to_object(value) if isinstance(value, (DictConfig, ListConfig)) else value
+
+
+# keys a command cannot run without (`???` in its config)
+REQUIRED = {"ckpt_path": "ckpt_path=PATH (a checkpoint of a training run, e.g. outputs/train/<run>/checkpoints/"
+                         "best-epochNNN.ckpt or .../last.ckpt)"}
 
 
 def validate_config(cfg: DictConfig) -> None:
     """Raise ConfigError (one line: key, value, what is valid) for the first bad value found."""
+    for key, how in REQUIRED.items():
+        # `key in cfg` is False for a `???` value: look among the keys themselves
+        if key in list(cfg.keys()) and OmegaConf.is_missing(cfg, key):
+            raise ConfigError(f"{key} is required; give {how}")
     for key, (ok, valid) in RULES.items():
         value = _get(cfg, key)
         if value is not _MISSING and not ok(value):

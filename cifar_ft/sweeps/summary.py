@@ -17,8 +17,8 @@ from pathlib import Path
 import yaml
 from hydra.experimental.callback import Callback
 
-from cifar_ft.runs.entry import metric_mode
 from cifar_ft.runs.figures import read_scalars, sweep_figure
+from cifar_ft.runs.resolvers import metric_mode
 from cifar_ft.sweeps.study_view import study_markdown, study_states
 
 COLUMNS = ["job", "status", "overrides", "val/acc_best", "test/acc", "test/f1_macro", "epochs", "wall_time_s"]

@@ -50,7 +50,7 @@ def test_optuna_search_three_trials_names_the_best(tmp_path):
 def test_one_gpu_per_job_and_slurm_launcher_compose():
     from hydra import compose, initialize_config_dir
 
-    from cifar_ft.runs.entry import job_gpu
+    from cifar_ft.runs.resolvers import job_gpu
     from tests.conftest import CONF_DIR
 
     assert [job_gpu(n, 4)[0] for n in range(6)] == [0, 1, 2, 3, 0, 1]

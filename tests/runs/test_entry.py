@@ -73,7 +73,7 @@ def test_best_checkpoint_follows_the_metric_direction(tmp_path):
 
 
 def test_metric_mode_by_name():
-    from cifar_ft.runs.entry import metric_mode
+    from cifar_ft.runs.resolvers import metric_mode
 
     assert [metric_mode(m) for m in ("val/acc", "val/loss", "test/ece", "fit_time_s", "train/images_per_sec",
                                      "val/acc_best", "test/nll")] == ["max", "min", "min", "min", "max", "max", "min"]

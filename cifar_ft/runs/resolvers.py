@@ -1,0 +1,32 @@
+"""Our OmegaConf resolvers, registered before any config of ours is composed or resolved
+(`compose_config`, and each command at import: also joblib workers and DDP ranks)."""
+from __future__ import annotations
+
+from omegaconf import OmegaConf
+
+
+def register_resolvers() -> None:
+    """`${job_gpu:${hydra:job.num},K}`: job N of a parallel sweep gets GPU N mod K (one GPU per job);
+    `${metric_mode:NAME}` / `${metric_direction:MODE}`: what "best" means for a metric."""
+    for name, fn in (("job_gpu", job_gpu), ("metric_mode", metric_mode), ("metric_direction", metric_direction)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
+
+
+# metric names (their last part) where smaller is better
+SMALLER_IS_BETTER = ("loss", "nll", "ece", "mce", "brier", "error", "err", "time", "_s")  # _s: seconds
+
+
+def metric_mode(metric: str) -> str:
+    """`min` for losses, errors and times (`val/loss`, `test/ece`, `fit_time_s`), `max` otherwise."""
+    last = str(metric).rsplit("/", 1)[-1].removesuffix("_best")
+    return "min" if last.endswith(SMALLER_IS_BETTER) else "max"
+
+
+def metric_direction(mode: str) -> str:
+    """An Optuna direction for a checkpoint mode: max -> maximize, min -> minimize."""
+    return {"max": "maximize", "min": "minimize"}.get(str(mode), str(mode))
+
+
+def job_gpu(job_num: int | str, num_gpus: int | str) -> list[int]:
+    return [int(job_num) % max(1, int(num_gpus))]
