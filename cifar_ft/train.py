@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -19,6 +20,9 @@ from cifar_ft.sweeps.jobs import previous_attempt, sweeper_settings
 from cifar_ft.sweeps.trial import trial_callbacks
 
 log = logging.getLogger("cifar_ft")
+# Frozen backbone modules (and their BatchNorm statistics) are in eval mode on purpose: the freeze
+# schedule puts them there (callbacks/freeze.py); Lightning's notice reads like a bug to users.
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
 register_sweeper()    # hparams_search=optuna, also where Hydra's plugin scan misses editable installs
 
 

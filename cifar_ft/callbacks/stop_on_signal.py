@@ -51,8 +51,13 @@ class StopOnSignal(L.Callback):
         n = self.agree_every or max(1, trainer.log_every_n_steps)
         self._next_agreement, self._last_agreement = (trainer.global_step // n + 1) * n, None
         loop = trainer.fit_loop.epoch_loop
-        if hasattr(loop, "_broadcast_sigterm_tensor"):
-            loop._broadcast_sigterm_tensor = _no_sigterm_broadcast
+        # Lightning's per-batch SIGTERM broadcast (a private method) is replaced by our agreement; if a
+        # Lightning release renames it, DDP runs would deadlock on signals: say so instead of going on.
+        if not hasattr(loop, _LIGHTNING_SIGTERM_BROADCAST) and trainer.world_size > 1:
+            raise RuntimeError(f"this Lightning ({L.__version__}) has no {type(loop).__name__}."
+                               f"{_LIGHTNING_SIGTERM_BROADCAST}, which StopOnSignal replaces under DDP; "
+                               "use a lightning release the project pins, or update StopOnSignal")
+        setattr(loop, _LIGHTNING_SIGTERM_BROADCAST, _no_sigterm_broadcast)
         if threading.current_thread() is threading.main_thread():
             for name in self.SIGNALS:
                 number = getattr(signal, name)
@@ -104,6 +109,9 @@ class StopOnSignal(L.Callback):
             for number, handler in self._previous.items():
                 signal.signal(number, handler)
         self._previous = {}
+
+
+_LIGHTNING_SIGTERM_BROADCAST = "_broadcast_sigterm_tensor"
 
 
 def _no_sigterm_broadcast() -> None:

@@ -145,7 +145,20 @@ def validate_config(cfg: DictConfig) -> None:
     if isinstance(backbone, str) and isinstance(source, str):
         check_backbone(backbone, source)
     _check_limits(cfg)
+    _check_devices(cfg)
     _check_targets(cfg)
+
+
+def _check_devices(cfg: DictConfig) -> None:
+    """Several devices without a GPU would silently start that many CPU processes of the model."""
+    import torch
+
+    accelerator, devices = _get(cfg, "trainer.accelerator"), _get(cfg, "trainer.devices")
+    count = len(devices) if isinstance(devices, list) else devices if isinstance(devices, int) else 1
+    if accelerator in ("auto", "gpu", "cuda") and count > 1 and not torch.cuda.is_available():
+        raise ConfigError(f"trainer.devices={devices} with trainer.accelerator={accelerator}: no GPU was found "
+                          "here; for DDP over CPU processes say trainer.accelerator=cpu (or trainer=ddp_cpu), "
+                          "else use trainer.devices=1")
 
 
 def _check_limits(cfg: DictConfig) -> None:

@@ -82,6 +82,8 @@ def test_smoke_command_offline(tmp_path):
     assert scalars(out / "tensorboard", "train/loss")  # per-step loss curve
     assert scalars(out / "tensorboard", "lr/head")  # LR of every group
     assert metrics["wall_time_s"] < 60
+    # notices a user reads as bugs, caused on purpose (frozen modules in eval mode), are not printed
+    assert "in eval mode at the start of training" not in proc.stderr + proc.stdout
     ev = subprocess.run([sys.executable, "-m", "cifar_ft.eval", f"ckpt_path={out}/checkpoints/last.ckpt",
                          "data=synthetic", f"hydra.run.dir={tmp_path / 'ev'}"], cwd=ROOT, capture_output=True,
                         text=True, timeout=300)

@@ -36,3 +36,13 @@ def test_a_value_that_does_not_resolve_is_named_not_skipped():
 
 def test_hydra_values_are_left_to_the_run():
     validate_config(compose_config(["experiment=smoke"]))  # ${hydra:...} keys resolve only inside a run
+
+
+def test_several_devices_without_a_gpu_are_refused_unless_cpu_is_explicit():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: trainer.devices=2 means two of them")
+    with pytest.raises(ConfigError, match="trainer.devices=2 with trainer.accelerator=auto: no GPU was found"):
+        validate_config(compose_config(["experiment=smoke", "trainer=default", "trainer.devices=2"]))
+    validate_config(compose_config(["experiment=smoke", "trainer=ddp_cpu"]))  # explicit CPU processes: fine
