@@ -2,12 +2,17 @@
 plain timm (Hugging Face layout), ONNX or torch.export files, with a model card; no cifar_ft needed to use it."""
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from omegaconf import DictConfig
 
-from cifar_ft.errors import check_choice
+from cifar_ft.errors import ConfigError, check_choice
 from cifar_ft.runs.checkpoints import load_classifier, read_checkpoint
 from cifar_ft.runs.entry import command
 from cifar_ft.runs.export_formats import FORMATS, ExportInfo, to_timm
@@ -24,16 +29,44 @@ def export(cfg: DictConfig) -> list[Path]:
     ckpt = read_checkpoint(cfg.ckpt_path, trust)
     hp, prep = dict(ckpt["hyper_parameters"]), ckpt.get("preprocessing") or {}
     out = Path(cfg.out) if cfg.get("out") else Path(cfg.paths.output_dir) / fmt
-    out.mkdir(parents=True, exist_ok=True)
+    check_out(out, bool(cfg.get("overwrite", False)))
     net = to_timm(load_classifier(cfg.ckpt_path, trust))
     info = ExportInfo(class_names=list(hp["class_names"]), input_size=int(hp["input_size"]),
                       mean=list(hp["mean"]), std=list(hp["std"]),
                       eval_crop_pct=float(prep.get("eval_crop_pct", 1.0)),
                       model_card=model_card(cfg.ckpt_path, hp, fmt))
-    files = FORMATS[fmt](net, out, info)
+    with whole_folder(out) as tmp:  # appears complete or not at all
+        files = [out / f.name for f in FORMATS[fmt](net, tmp, info)]
     log.info("Exported %s to %s: %s", cfg.ckpt_path, out, ", ".join(f.name for f in files))
     print(f"exported ({fmt}): {out}")
     return files
+
+
+def check_out(out: Path, overwrite: bool) -> None:
+    """Before anything is loaded or written: `out` must be a new or empty folder, or `overwrite=true`."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"out={str(out)!r} is a file, not a folder; give a folder path with out=DIR")
+    held = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if held and not overwrite:
+        raise ConfigError(f"out={str(out)!r} is not empty ({len(held)} entries, e.g. {held[0]}); give a new "
+                          "out=DIR, or overwrite=true to replace its contents")
+
+
+@contextlib.contextmanager
+def whole_folder(out: Path) -> Iterator[Path]:
+    """A temporary sibling folder to write into, renamed to `out` when the export succeeded (a killed
+    export leaves `out` as it was: never new weights beside an old config.json)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        yield tmp
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        if out.exists():
+            out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 main = command(export, "export")

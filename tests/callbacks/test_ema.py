@@ -7,6 +7,7 @@ import signal
 from pathlib import Path
 
 import lightning as L
+import pytest
 import torch
 
 from cifar_ft.eval import evaluate
@@ -44,6 +45,7 @@ def test_ema_weights_are_what_validation_test_and_checkpoints_use(cfg_factory, t
     assert evaluate(ecfg)["test/acc"] == metrics["test/acc"]  # the run's test used the average too
 
 
+@pytest.mark.slow  # 3 runs: ~20 s
 def test_ema_resume_is_bit_exact(tmp_path):
     reference = tmp_path / "reference"
     assert cli(reference, *EMA).returncode == 0

@@ -40,6 +40,7 @@ def test_ddp_cpu_command_and_two_nodes_agree(tmp_path):
         assert multi[key] == pytest.approx(single[key], abs=1e-5), key
 
 
+@pytest.mark.slow  # 2 DDP jobs: ~20 s
 def test_multirun_with_ddp_cpu(tmp_path):
     sweep = tmp_path / "S"
     proc = subprocess.run([sys.executable, "-m", "cifar_ft.train", "-m", *SMOKE, "trainer=ddp_cpu",

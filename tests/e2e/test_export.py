@@ -89,3 +89,39 @@ def test_torch_export_program_runs_any_batch_size(smoke_run, tmp_path):
     program = torch.export.load(str(tmp_path / "torch_export" / "model.pt2")).module()
     for batch in (1, 5):
         assert program(torch.randn(batch, 3, 32, 32)).shape == (batch, 10)
+
+
+def test_export_never_replaces_a_folder_silently_and_writes_it_whole(smoke_run, tmp_path, monkeypatch):
+    from cifar_ft.errors import ConfigError
+    from cifar_ft.runs import export_formats
+
+    out = tmp_path / "timm"
+    out.mkdir()
+    (out / "config.json").write_text("{}")  # someone's earlier export
+    with pytest.raises(ConfigError, match="is not empty .*overwrite=true"):
+        run_export(smoke_run, tmp_path, "timm")
+    assert (out / "config.json").read_text() == "{}" and len(list(out.iterdir())) == 1
+
+    def killed(net, folder, info):  # an export that dies half-way: weights written, no config
+        (folder / "model.safetensors").write_bytes(b"new")
+        raise KeyboardInterrupt
+    monkeypatch.setitem(export_formats.FORMATS, "timm", killed)
+    cfg = make_cfg([f"ckpt_path={smoke_run}/checkpoints/last.ckpt", "format=timm", f"out={out}", "overwrite=true"],
+                   tmp_path, "export")
+    with pytest.raises(KeyboardInterrupt):
+        export(cfg)
+    assert sorted(p.name for p in out.iterdir()) == ["config.json"]  # untouched: no new weights beside it
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".timm.")]  # no temporary folder left
+    monkeypatch.undo()
+    files = export(cfg)  # overwrite=true: the folder now holds exactly the new export
+    assert sorted(p.name for p in out.iterdir()) == sorted(f.name for f in files)
+    assert json.loads((out / "config.json").read_text())["num_classes"] == 10
+
+
+def test_export_out_that_is_a_file_is_one_line(smoke_run, tmp_path):
+    from cifar_ft.errors import ConfigError
+
+    (tmp_path / "f").write_text("x")
+    cfg = make_cfg([f"ckpt_path={smoke_run}/checkpoints/last.ckpt", f"out={tmp_path / 'f'}"], tmp_path, "export")
+    with pytest.raises(ConfigError, match="is a file, not a folder"):
+        export(cfg)

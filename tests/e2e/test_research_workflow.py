@@ -28,6 +28,7 @@ def command(*args: str, **kwargs) -> subprocess.CompletedProcess:
                           text=True, timeout=600, **kwargs)
 
 
+@pytest.mark.slow  # 6 runs: ~16 s
 def test_seeds_are_grouped_with_mean_std_and_interval(tmp_path):
     sweep = tmp_path / "S"
     proc = command("-m", *SMALL, "optimizer.lr=3e-3,1e-2", "seeds=3", f"hydra.sweep.dir={sweep}")
@@ -62,6 +63,7 @@ def kill_when(proc: subprocess.Popen, ready, timeout: float = 300) -> None:
     proc.wait()
 
 
+@pytest.mark.slow  # a sweep run twice: ~20 s
 def test_a_killed_sweep_rerun_finishes_only_what_is_missing(tmp_path):
     sweep = tmp_path / "S"
     args = [sys.executable, "-m", "cifar_ft.train", "-m", *SMALL, "trainer.max_epochs=4",

@@ -55,6 +55,7 @@ def assert_same_run(reference: Path, resumed: Path) -> None:
     assert [s for s, _ in res_val["train/loss"]] == [s for s, _ in ref_val["train/loss"]]
 
 
+@pytest.mark.slow  # kill + resume: ~20 s
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(reference, tmp_path):
     run_dir = tmp_path / "killed"
     proc = cli(run_dir, *signal_at(STEPS_PER_EPOCH + 6, "SIGKILL"))  # mid-epoch 1, after unfreezing
@@ -66,6 +67,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(reference, tmp_
     assert_same_run(reference, run_dir)
 
 
+@pytest.mark.slow  # stop + resume: ~15 s
 def test_sigterm_mid_epoch_saves_and_resumes_exactly_inside_the_freeze_phase(reference, tmp_path):
     run_dir = tmp_path / "preempted"
     proc = cli(run_dir, *signal_at(7, "SIGTERM"))  # epoch 0: frozen backbone, cached features

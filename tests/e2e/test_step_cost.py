@@ -2,6 +2,8 @@
 steps (logging steps, an epoch's first and last batch); none on the others."""
 from __future__ import annotations
 
+import pytest
+
 from cifar_ft.bench.probes import StepProbe
 from cifar_ft.train import train
 
@@ -24,6 +26,7 @@ def test_no_host_reads_on_steps_that_are_not_periodic(cfg_factory):
     assert all(s.calls for s in probe.steps if (s.global_step + 1) % 5 == 0)
 
 
+@pytest.mark.slow  # 2 gloo ranks: ~12 s
 def test_ddp_steps_add_no_collective_beyond_gradient_buckets(tmp_path):
     """2 gloo ranks, epoch 0 frozen (cached features), epochs 1-2 unfrozen; 6 steps per epoch per rank.
     Non-periodic steps: no Python-level collective while frozen; once unfrozen, exactly one: the

@@ -62,6 +62,7 @@ def test_compiled_model_checkpoint_keys_load_into_an_uncompiled_one():
     plain.load_state_dict(compiled.state_dict(), strict=True)
 
 
+@pytest.mark.slow  # compiles 4 graphs: ~15 s
 def test_compiled_training_step_recompiles_only_when_the_trainable_set_changes(tmp_path):
     """model.compile: the whole training forward (backbone, head, loss) is one compiled function; over
     4 epochs (cached features, then 2, 4 and all layer groups unfrozen) it is compiled 4 times, once
