@@ -88,11 +88,11 @@ class Worker:
         """The trials this worker runs next (see the module docstring, step 1)."""
         with self.claims.asking():
             optuna.storages.fail_stale_trials(self.study)
-            trials = self.study.get_trials(deepcopy=False)
+            trials = self.study.get_trials(deepcopy=False)  # one read: take-overs add no trial
             batch = self.take_over(trials)
-            superseded = _superseded(self.study.get_trials(deepcopy=False))
-            used = sum(1 for t in self.study.get_trials(deepcopy=False) if t.number not in superseded)
-            waiting = sum(1 for t in self.study.get_trials(deepcopy=False) if t.state == TrialState.WAITING)
+            superseded = _superseded(trials)
+            used = sum(1 for t in trials if t.number not in superseded)
+            waiting = sum(1 for t in trials if t.state == TrialState.WAITING)
             for _ in range(max(0, min(self.n_jobs - len(batch), self.n_trials - used + waiting))):
                 batch.append(self.ask())
         return batch
