@@ -59,6 +59,8 @@ class FinetunableModule(Protocol):
       `head`: the fresh classifier on top (always trained).
     - `features(x)`: backbone features (B, F) of a normalised image batch, in the module's memory
       format (what the feature cache stores).
+    - `trainable_backbone()`: the backbone parameter names the fine-tuning strategy trains (all of
+      them for full fine-tuning, the adapters for LoRA); the freeze schedule unfreezes only these.
     - `add_backbone_groups(optimizer, names, tag, step)`: add those backbone parameters to the
       optimizer as param groups named `tag` (and `tag/no_decay`), each at its own peak LR (the base
       LR x its `lr_scale`), warming up from optimizer step `step`; the freeze schedule calls it when
@@ -76,6 +78,8 @@ class FinetunableModule(Protocol):
     def input_size(self) -> int: ...
 
     def features(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def trainable_backbone(self) -> list[str]: ...
 
     def add_backbone_groups(self, optimizer: torch.optim.Optimizer, names: list[str], tag: str,
                             step: int) -> None: ...

@@ -1,5 +1,6 @@
-"""`python -m cifar_ft.export ckpt_path=PATH [format=timm|onnx|torch_export] [out=DIR]`: the model as
-plain timm (Hugging Face layout), ONNX or torch.export files, with a model card; no cifar_ft needed to use it."""
+"""`python -m cifar_ft.export ckpt_path=PATH [format=timm|onnx|torch_export|peft] [out=DIR]`: the model as
+plain timm (Hugging Face layout, adapters merged), ONNX or torch.export files, or a peft adapter folder
+(strategy=lora|dora), with a model card; no cifar_ft needed to use it."""
 from __future__ import annotations
 
 import contextlib
@@ -15,7 +16,7 @@ from omegaconf import DictConfig
 from cifar_ft.errors import ConfigError, check_choice
 from cifar_ft.runs.checkpoints import load_classifier, read_checkpoint
 from cifar_ft.runs.entry import command
-from cifar_ft.runs.export_formats import FORMATS, ExportInfo, to_timm
+from cifar_ft.runs.export_formats import FORMATS, ExportInfo
 from cifar_ft.runs.model_card import model_card
 from cifar_ft.runs.validate import validate_config
 
@@ -30,14 +31,14 @@ def export(cfg: DictConfig) -> list[Path]:
     hp, prep = dict(ckpt["hyper_parameters"]), ckpt.get("preprocessing") or {}
     out = Path(cfg.out) if cfg.get("out") else Path(cfg.paths.output_dir) / fmt
     check_out(out, bool(cfg.get("overwrite", False)))
-    net = to_timm(load_classifier(cfg.ckpt_path, trust))
+    model = load_classifier(cfg.ckpt_path, trust).eval()
     info = ExportInfo(class_names=list(hp["class_names"]), input_size=int(hp["input_size"]),
                       mean=list(hp["mean"]), std=list(hp["std"]),
                       eval_crop_pct=float(prep.get("eval_crop_pct", 1.0)),
                       model_card=model_card(cfg.ckpt_path, hp, fmt))
     with whole_folder(out) as tmp:  # appears complete or not at all
-        files = [out / f.name for f in FORMATS[fmt](net, tmp, info)]
-    log.info("Exported %s to %s: %s", cfg.ckpt_path, out, ", ".join(f.name for f in files))
+        files = [out / f.relative_to(tmp) for f in FORMATS[fmt](model, tmp, info)]
+    log.info("Exported %s to %s: %s", cfg.ckpt_path, out, ", ".join(str(f.relative_to(out)) for f in files))
     print(f"exported ({fmt}): {out}")
     return files
 

@@ -44,7 +44,7 @@ def train(cfg: DictConfig) -> float | None:
     trust = bool(cfg.get("trust_checkpoint", False))
     model = instantiate(cfg.model, num_classes=datamodule.num_classes, class_names=datamodule.class_names,
                         optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler),
-                        trust_weights=trust)
+                        strategy=instantiate(cfg.get("strategy")), trust_weights=trust)
     print_config(cfg)
     loggers = build_loggers(cfg.get("logger"))
     pruning = trial_callbacks(sweeper_settings(), cfg.optimized_metric)  # a trial of a pruned Optuna search

@@ -1,4 +1,5 @@
-"""Freeze schedule: train the head on a frozen backbone, then unfreeze it (all at once or gradually)."""
+"""Freeze schedule: the driver of a fine-tuning strategy's phases. The head trains on a frozen backbone,
+then the strategy's trainable parameters unfreeze (all at once or gradually); nothing else ever does."""
 from __future__ import annotations
 
 import logging
@@ -35,16 +36,18 @@ UNFREEZE_MODES: dict[str, Callable[[int, int, int], int]] = {"all": _all_at_once
 
 
 class FreezeSchedule(BaseFinetuning):
-    """Backbone frozen (BatchNorm statistics too) for `freeze_epochs`, then unfrozen.
+    """Backbone frozen (BatchNorm statistics too) for `freeze_epochs`, then the strategy's trainable
+    parameters (`trainable_backbone()`: all of them under `strategy=full`, adapters under `lora`, ...)
+    unfrozen; a parameter the strategy does not train is never unfrozen.
 
-    `unfreeze=all` adds the whole backbone at epoch `freeze_epochs`; `unfreeze=gradual` adds
-    `groups_per_epoch` layer groups (timm's `group_matcher`, or regexes in `groups`) per epoch,
+    `unfreeze=all` adds them at epoch `freeze_epochs`; `unfreeze=gradual` adds `groups_per_epoch` layer
+    groups (timm's `group_matcher`, or regexes in `groups`, restricted to those parameters) per epoch,
     deepest first. New groups join the optimizer at their own peak LR and follow the run's schedule
     with their own warmup. `freeze_epochs=0`: full fine-tuning; `= max_epochs`: linear probing.
 
     Needs from the LightningModule the `FinetunableModule` contract (cifar_ft.contracts): `backbone`,
-    `add_backbone_groups(...)`, and `features(x)` for the feature cache. Needs from the datamodule
-    the `FrozenPhaseData` contract; without it (a datamodule of your own) frozen epochs simply run
+    `trainable_backbone()`, `add_backbone_groups(...)`, and `features(x)` for the feature cache. Needs
+    from the datamodule the `FrozenPhaseData` contract; without it (a datamodule of your own) frozen epochs simply run
     uncached and augmented. Hooks: `setup` groups the backbone and freezes it; at each train epoch
     start (and at train start, for mid-epoch resumes) the epoch's groups are unfrozen and the data
     mode set; after backward under DDP, gradients of parameters frozen when DDP wrapped the model
@@ -69,6 +72,7 @@ class FreezeSchedule(BaseFinetuning):
         self.augment_frozen, self.feature_cache = augment_frozen, feature_cache
         self.feature_cache_max_gb = feature_cache_max_gb
         self._groups: list[list[str]] = []
+        self._eligible: set[str] = set()
         self._unsynced: list[nn.Parameter] = []
 
     # ---- schedule ------------------------------------------------------------------------
@@ -85,20 +89,22 @@ class FreezeSchedule(BaseFinetuning):
             raise ConfigError(f"callbacks.freeze.freeze_epochs={self.freeze_epochs} > trainer.max_epochs="
                               f"{max_epochs}; use freeze_epochs <= max_epochs (= max_epochs: linear probe)")
         backbone = pl_module.backbone
+        self._eligible = set(pl_module.trainable_backbone())
         if self.unfreeze == "gradual" or self.patterns:
-            self._groups = layer_groups(backbone, self.patterns)
+            groups = layer_groups(backbone, self.patterns)
         else:
-            self._groups = [[n for n, _ in backbone.named_parameters()]]
+            groups = [[n for n, _ in backbone.named_parameters()]]
+        self._groups = [kept for kept in ([n for n in g if n in self._eligible] for g in groups) if kept]
         super().setup(trainer, pl_module, stage)
         # DDP registers only parameters that require grad when it wraps the model (right after this
         # hook); gradients of anything frozen here must be all-reduced by us once it is unfrozen.
         self._unsynced = [p for p in backbone.parameters() if not p.requires_grad]
 
     def freeze_before_training(self, pl_module: L.LightningModule) -> None:
-        if self.freeze_epochs > 0 or self.unfreeze == "gradual":
-            for p in pl_module.backbone.parameters():
-                p.requires_grad_(False)
-            self._set_train_modes(pl_module)
+        frozen_start = self.freeze_epochs > 0 or self.unfreeze == "gradual"
+        for n, p in pl_module.backbone.named_parameters():
+            p.requires_grad_(not frozen_start and n in self._eligible)
+        self._set_train_modes(pl_module)
 
     def finetune_function(self, pl_module: L.LightningModule, epoch: int, optimizer: Optimizer) -> None:
         wanted = self.groups_trainable_at(epoch)

@@ -21,6 +21,8 @@ from cifar_ft.models.metrics import (
 )
 from cifar_ft.models.optim import build_optimizer, join_param_groups, param_groups
 from cifar_ft.models.rng import rng_state, set_rng_state
+from cifar_ft.strategies import FinetuningStrategy, build_strategy
+from cifar_ft.strategies import checkpoint as small
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,11 @@ class ImageClassifier(L.LightningModule):
     stored with the checkpoint so evaluation rebuilds the same transforms. `trust_weights`: allow a
     `pretrained` weights file that needs code to load (never the default). `optimizer` is a factory
     called on param groups (a partial of torch.optim.X holding lr, weight decay, ...); each group
-    carries its `lr_scale`. Implements the `FinetunableModule` contract (cifar_ft.contracts).
+    carries its `lr_scale`. `strategy` (cifar_ft.strategies) shapes the backbone (adapters, prompts)
+    and names what of it trains; its `spec()` is saved as the `strategy` hyperparameter, so checkpoints
+    rebuild it. `small_checkpoints`: with a strategy that never changes the pretrained weights,
+    checkpoints hold only what trains plus the base weights' hash. Implements the `FinetunableModule`
+    contract (cifar_ft.contracts).
     """
 
     def __init__(self, backbone: str, num_classes: int, pretrained: bool | str = True,
@@ -63,7 +69,8 @@ class ImageClassifier(L.LightningModule):
                  class_names: list[str] | None = None, optimizer: Callable | None = None,
                  scheduler: Callable | None = None, compile: bool = False, compile_mode: str = "default",
                  compile_backend: str = "inductor", channels_last: bool = True, tta: str = "none",
-                 trust_weights: bool = False) -> None:
+                 trust_weights: bool = False, strategy: FinetuningStrategy | dict | None = None,
+                 small_checkpoints: bool = True) -> None:
         super().__init__()
         if num_classes < 2:
             raise ConfigError(f"num_classes={num_classes}: need at least 2 classes")
@@ -72,9 +79,17 @@ class ImageClassifier(L.LightningModule):
         # plain lists (not the config's ListConfig): checkpoints then load with weights_only=True
         mean, std = [float(v) for v in mean], [float(v) for v in std]
         class_names = [str(c) for c in class_names] if class_names is not None else None
-        self.save_hyperparameters(ignore=["optimizer", "scheduler", "trust_weights"])
+        self.save_hyperparameters(ignore=["optimizer", "scheduler", "trust_weights", "strategy"])
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.strategy = build_strategy(strategy)
+        self.hparams["strategy"] = self.strategy.spec()  # plain values: rebuilt on load
         self.backbone = create_backbone(backbone, pretrained, source, input_size, drop_path_rate, trust_weights)
+        self.strategy.prepare(self.backbone)  # exactly once; checkpoints load into the prepared model
+        self._trainable = self.strategy.trainable(self.backbone)
+        eligible = set(self._trainable)
+        for n, p in self.backbone.named_parameters():
+            p.requires_grad_(n in eligible)  # never trains under this strategy, whatever the schedule does
+        self._base_hash: str | None = None  # of the frozen base weights (small checkpoints), once
         self.dropout = nn.Dropout(head_dropout)
         self.head = nn.Linear(self.backbone.num_features, num_classes)
         init = HEAD_INITS[check_choice("model.head_init", head_init, HEAD_INITS)]
@@ -128,12 +143,43 @@ class ImageClassifier(L.LightningModule):
             self._channels_last = True
             self.backbone.to(memory_format=torch.channels_last)
 
+    def trainable_backbone(self) -> list[str]:
+        """The `FinetunableModule` contract: backbone parameter names the strategy trains."""
+        return list(self._trainable)
+
+    def slim_checkpoints(self) -> bool:
+        """Small checkpoints: asked for, the strategy never changes the base weights, and those can be
+        rebuilt (pretrained weights; a random init cannot be)."""
+        return bool(self.hparams.small_checkpoints and self.strategy.freezes_base
+                    and self.hparams.pretrained is not False)
+
+    def _frozen_keys(self) -> list[str]:
+        eligible = set(self._trainable)
+        return [f"backbone.{n}" for n, _ in self.backbone.named_parameters() if n not in eligible]
+
     # ---- resume --------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["rng_state"] = rng_state()  # dropout/drop-path draws continue exactly on resume
+        if not self.slim_checkpoints():
+            return
+        frozen = self._frozen_keys()
+        if self._base_hash is None:  # the base never changes under this strategy: hashed once
+            self._base_hash = small.content_hash(dict(self.named_parameters()), frozen)
+        for key in ("state_dict", "current_model_state"):  # the live weights too, under EMA
+            if key in checkpoint:
+                checkpoint[key] = small.slim(checkpoint[key], frozen)
+        checkpoint[small.BASE_KEY] = small.base_record(frozen, self._base_hash, self.hparams.pretrained)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._rng_to_restore = checkpoint.get("rng_state")
+        record = checkpoint.get(small.BASE_KEY)
+        if record is None:
+            return
+        live, frozen = dict(self.state_dict()), self._frozen_keys()
+        small.check_base(live, record, frozen, "ckpt_path")
+        for key in ("state_dict", "current_model_state"):
+            if key in checkpoint:
+                checkpoint[key] = small.restore(checkpoint[key], live, frozen)
 
     def on_train_start(self) -> None:
         # Applied here, after setup and the feature cache, right before the next training batch.
@@ -220,10 +266,19 @@ class ImageClassifier(L.LightningModule):
         `backbone_lr_mult` x the base LR; with `layer_decay`, one pair per layer group, where group i of
         n (timm's group_matcher, input side first) gets a further `layer_decay ** (n - i)` (the head,
         at the top, has depth 0: timm's `param_groups_layer_decay` convention)."""
-        params, skip = dict(self.backbone.named_parameters()), no_weight_decay_names(self.backbone)
-        mult, decay = self.hparams.backbone_lr_mult, self.hparams.layer_decay
+        by_scale: dict[float, list[str]] = {}  # the strategy may give its parameters their own LR
+        for n in names:
+            scale = self.strategy.lr_scale(n)
+            by_scale.setdefault(self.hparams.backbone_lr_mult if scale is None else float(scale), []).append(n)
+        return [group for mult, members in by_scale.items() for group in
+                self._decayed_groups(members, tag, f"{tag}.x{mult:g}" if len(by_scale) > 1 else tag, mult)]
+
+    def _decayed_groups(self, names: list[str], tag: str, name: str, mult: float) -> list[dict]:
+        params = dict(self.backbone.named_parameters())
+        skip = no_weight_decay_names(self.backbone) | self.strategy.no_weight_decay(self.backbone)
+        decay = self.hparams.layer_decay
         if not decay:
-            return [dict(g, tag=tag) for g in param_groups([(n, params[n]) for n in names], tag, mult, skip)]
+            return [dict(g, tag=tag) for g in param_groups([(n, params[n]) for n in names], name, mult, skip)]
         if self._layer_ids is None:
             self._layer_ids = {n: i for i, group in enumerate(layer_groups(self.backbone)) for n in group}
         depth = max(self._layer_ids.values()) + 1
@@ -231,8 +286,8 @@ class ImageClassifier(L.LightningModule):
         groups = []
         for layer in layers:
             members = [(n, params[n]) for n in names if self._layer_ids[n] == layer]
-            name = tag if len(layers) == 1 else f"{tag}.L{layer}"
-            groups += [dict(g, tag=tag) for g in param_groups(members, name, mult * decay ** (depth - layer), skip)]
+            label = name if len(layers) == 1 else f"{name}.L{layer}"
+            groups += [dict(g, tag=tag) for g in param_groups(members, label, mult * decay ** (depth - layer), skip)]
         return groups
 
     def add_backbone_groups(self, optimizer: torch.optim.Optimizer, names: list[str], tag: str,

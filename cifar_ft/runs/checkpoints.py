@@ -20,6 +20,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from cifar_ft.backbones.weights import load_torch_file, refuse_unsafe
 from cifar_ft.errors import ConfigError
 from cifar_ft.models.classifier import ImageClassifier
+from cifar_ft.strategies.checkpoint import BASE_KEY
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -70,10 +71,13 @@ def read_checkpoint(path: str, trust: bool = False) -> dict:
 
 
 def load_classifier(path: str, trust: bool = False) -> ImageClassifier:
-    """The model of one of our checkpoints, on the CPU, built without downloading pretrained weights."""
+    """The model of one of our checkpoints, on the CPU. Built without pretrained weights, unless the
+    checkpoint is a small one (cifar_ft.strategies.checkpoint): its base weights come from there."""
     refuse_unsafe(path, "ckpt_path", trust)
-    return ImageClassifier.load_from_checkpoint(path, map_location="cpu", pretrained=False, compile=False,
-                                                weights_only=not trust)
+    small = BASE_KEY in load_torch_file(path, "ckpt_path", trust)
+    overrides = {} if small else {"pretrained": False}
+    return ImageClassifier.load_from_checkpoint(path, map_location="cpu", compile=False, weights_only=not trust,
+                                                **overrides)
 
 
 def check_classes(ckpt_names: list[str], data_names: list[str], path: str) -> None:

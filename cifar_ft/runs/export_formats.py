@@ -1,10 +1,12 @@
 """Taking a fine-tuned model out of the framework, as the plain timm model it is.
 
-Our checkpoint holds `backbone.*` (a timm model built without classifier) and `head.*`; `to_timm`
-rebuilds the timm architecture with `num_classes` outputs and puts our head in its classifier slot,
-so the exported files use timm's own parameter names and need nothing of cifar_ft to run.
+Our checkpoint holds `backbone.*` (a timm model built without classifier, shaped by the fine-tuning
+strategy) and `head.*`; `to_timm` folds the strategy's adapters into the weights, rebuilds the timm
+architecture with `num_classes` outputs and puts our head in its classifier slot, so the exported
+files use timm's own parameter names and need nothing of cifar_ft to run. A strategy that changes the
+architecture itself (`vpt`) has no timm form: ONNX and torch.export then trace backbone + head as they are.
 
-Add a format: a function `(timm model, out dir, ExportInfo) -> list of written files` and an entry in
+Add a format: a function `(classifier, out dir, ExportInfo) -> list of written files` and an entry in
 `FORMATS` (`format=<name>`).
 """
 from __future__ import annotations
@@ -37,21 +39,47 @@ class ExportInfo:
     model_card: str
 
 
-def to_timm(model: ImageClassifier) -> nn.Module:
-    """The timm model (classifier included, eval mode) with exactly our backbone and head weights."""
+def to_timm(model: ImageClassifier, backbone: nn.Module | None = None) -> nn.Module:
+    """The timm model (classifier included, eval mode) with exactly our head and the strategy's merged
+    backbone weights (or those of `backbone`, a plain module of the same architecture)."""
     hp = model.hparams
+    backbone = model.strategy.merged(model.backbone) if backbone is None else backbone
     net = timm.create_model(hp.backbone, pretrained=False, num_classes=hp.num_classes,
                             **architecture_args(hp.backbone, hp.input_size))
     slot = net.pretrained_cfg.get("classifier")
     if not isinstance(slot, str):
         raise ConfigError(f"model.backbone={hp.backbone!r} has classifier slots {slot!r}; export supports one")
-    state = dict(model.backbone.state_dict())
+    state = dict(backbone.state_dict())
     state.update({f"{slot}.weight": model.head.weight.detach(), f"{slot}.bias": model.head.bias.detach()})
     net.load_state_dict(state, strict=True)  # every tensor, by name: a mismatch fails here
     return net.eval()
 
 
-def export_timm(net: nn.Module, out: Path, info: ExportInfo) -> list[Path]:
+class Traced(nn.Module):
+    """Backbone + head as trained, for formats that trace the graph (a strategy without a timm form)."""
+
+    def __init__(self, model: ImageClassifier) -> None:
+        super().__init__()
+        self.backbone, self.head = model.backbone, model.head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+
+def traceable(model: ImageClassifier) -> nn.Module:
+    try:
+        return to_timm(model)
+    except ConfigError:
+        if model.strategy.name != "vpt":
+            raise
+        return Traced(model).eval()
+
+
+def export_timm(model: ImageClassifier, out: Path, info: ExportInfo) -> list[Path]:
+    return write_timm(to_timm(model), out, info)
+
+
+def write_timm(net: nn.Module, out: Path, info: ExportInfo) -> list[Path]:
     """timm's `save_for_hf` layout: model.safetensors, config.json (architecture, num_classes, label
     names, input size, mean/std), plus the model card README.md. `timm.create_model("local-dir:OUT",
     pretrained=True)` loads it; the folder is ready for the Hugging Face hub."""
@@ -73,7 +101,7 @@ def _batch_dim() -> dict:
     return {0: torch.export.Dim("batch", min=1, max=65536)}
 
 
-def export_onnx(net: nn.Module, out: Path, info: ExportInfo) -> list[Path]:
+def export_onnx(model: ImageClassifier, out: Path, info: ExportInfo) -> list[Path]:
     """model.onnx (input `images`, output `logits`, dynamic batch), checked against torch with
     onnxruntime when it is installed (pip install -e '.[onnx]')."""
     try:
@@ -81,7 +109,7 @@ def export_onnx(net: nn.Module, out: Path, info: ExportInfo) -> list[Path]:
         import onnxscript  # noqa: F401
     except ImportError as err:
         raise ConfigError("format=onnx needs onnx and onnxscript: pip install -e '.[onnx]'") from err
-    path = out / "model.onnx"
+    net, path = traceable(model), out / "model.onnx"
     torch.onnx.export(net, (_example(info),), str(path), input_names=["images"], output_names=["logits"],
                       dynamic_shapes=(_batch_dim(),), dynamo=True, external_data=False, verbose=False)
     (out / "README.md").write_text(info.model_card)
@@ -105,18 +133,25 @@ def _check_onnx(net: nn.Module, path: Path, info: ExportInfo) -> None:
     log.info("onnxruntime check: max abs logit difference %.2e on a batch of 3", diff)
 
 
-def export_torch(net: nn.Module, out: Path, info: ExportInfo) -> list[Path]:
+def export_torch(model: ImageClassifier, out: Path, info: ExportInfo) -> list[Path]:
     """model.pt2 from `torch.export` (dynamic batch): `torch.export.load(path).module()(images)`."""
-    path = out / "model.pt2"
+    net, path = traceable(model), out / "model.pt2"
     program = torch.export.export(net, (_example(info),), dynamic_shapes=(_batch_dim(),))
     torch.export.save(program, str(path))
     (out / "README.md").write_text(info.model_card)
     return [path, out / "README.md"]
 
 
+def export_peft(model: ImageClassifier, out: Path, info: ExportInfo) -> list[Path]:
+    from cifar_ft.runs.export_peft import export_adapter
+
+    return export_adapter(model, out, info)
+
+
 # format= -> exporter
-FORMATS: dict[str, Callable[[nn.Module, Path, ExportInfo], list[Path]]] = {
+FORMATS: dict[str, Callable[[ImageClassifier, Path, ExportInfo], list[Path]]] = {
     "timm": export_timm,
     "onnx": export_onnx,
     "torch_export": export_torch,
+    "peft": export_peft,
 }

@@ -7,8 +7,10 @@ from omegaconf import OmegaConf
 
 def register_resolvers() -> None:
     """`${job_gpu:${hydra:job.num},K}`: job N of a parallel sweep gets GPU N mod K (one GPU per job);
-    `${metric_mode:NAME}` / `${metric_direction:MODE}`: what "best" means for a metric."""
-    for name, fn in (("job_gpu", job_gpu), ("metric_mode", metric_mode), ("metric_direction", metric_direction)):
+    `${metric_mode:NAME}` / `${metric_direction:MODE}`: what "best" means for a metric;
+    `${probe_epochs:${trainer.max_epochs}}`: the linear-probe phase of strategy=lp_ft."""
+    for name, fn in (("job_gpu", job_gpu), ("metric_mode", metric_mode), ("metric_direction", metric_direction),
+                     ("probe_epochs", probe_epochs)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
 
@@ -30,3 +32,10 @@ def metric_direction(mode: str) -> str:
 
 def job_gpu(job_num: int | str, num_gpus: int | str) -> list[int]:
     return [int(job_num) % max(1, int(num_gpus))]
+
+
+def probe_epochs(max_epochs: int | str) -> int:
+    """Half the run, at least one epoch (LP-FT probes until the head has converged; with the feature
+    cache those epochs cost one backbone pass in all)."""
+    epochs = int(max_epochs)
+    return max(1, epochs // 2) if epochs > 0 else 1

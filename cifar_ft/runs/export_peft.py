@@ -1,0 +1,46 @@
+"""`format=peft`: a LoRA/DoRA run as a Hugging Face peft adapter folder for plain peft + timm.
+
+    base = timm.create_model("local-dir:OUT/base", pretrained=True)   # or the hub model, num_classes=C
+    model = peft.PeftModel.from_pretrained(base, "OUT")
+
+OUT holds adapter_config.json + adapter_model.safetensors (the adapters, and the trained head as a
+`modules_to_save` module) and, under base/, the timm model they were trained on (pretrained weights,
+our head) in timm's Hugging Face layout, so the folder loads offline and gives our logits exactly.
+The adapter file is written by peft itself (`get_peft_model` on that timm model, our adapter tensors
+copied in by name, `save_pretrained`), so its layout is whatever the installed peft reads.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from cifar_ft.errors import ConfigError
+from cifar_ft.models.classifier import ImageClassifier
+
+
+def export_adapter(model: ImageClassifier, out: Path, info) -> list[Path]:
+    from cifar_ft.runs.export_formats import to_timm, write_timm
+
+    strategy = model.strategy
+    if not hasattr(strategy, "peft_config"):
+        raise ConfigError(f"format=peft needs a checkpoint of strategy=lora or dora; this one is "
+                          f"strategy={strategy.name} (export it with format=timm|onnx|torch_export)")
+    from peft import get_peft_model
+
+    files = write_timm(to_timm(model, strategy.base(model.backbone)), out / "base", info)
+    net = to_timm(model, strategy.base(model.backbone))
+    slot = net.pretrained_cfg["classifier"]
+    peft_model = get_peft_model(net, strategy.peft_config(modules_to_save=[slot]))
+    peft_model.peft_config["default"].base_model_name_or_path = str(model.hparams.backbone)
+    ours = {n: p.detach() for n, p in model.backbone.named_parameters() if ".lora_" in n}
+    theirs = dict(peft_model.base_model.model.named_parameters())
+    missing = sorted(set(ours) - set(theirs))
+    if missing:
+        raise RuntimeError(f"peft placed the adapters elsewhere than training did: {missing[:3]}")
+    with torch.no_grad():
+        for name, tensor in ours.items():
+            theirs[name].copy_(tensor)
+    peft_model.save_pretrained(str(out))
+    (out / "README.md").write_text(info.model_card)
+    return [out / "adapter_config.json", out / "adapter_model.safetensors", out / "README.md", *files]
