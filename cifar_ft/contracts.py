@@ -61,6 +61,9 @@ class FinetunableModule(Protocol):
       format (what the feature cache stores).
     - `trainable_backbone()`: the backbone parameter names the fine-tuning strategy trains (all of
       them for full fine-tuning, the adapters for LoRA); the freeze schedule unfreezes only these.
+    - `bn_statistics_frozen()`: True when BatchNorm running statistics must never update, even in a
+      layer whose parameters train (the strategy's choice: bitfit, LoRA); else they update where
+      the layer trains.
     - `add_backbone_groups(optimizer, names, tag, step)`: add those backbone parameters to the
       optimizer as param groups named `tag` (and `tag/no_decay`), each at its own peak LR (the base
       LR x its `lr_scale`), warming up from optimizer step `step`; the freeze schedule calls it when
@@ -80,6 +83,8 @@ class FinetunableModule(Protocol):
     def features(self, x: torch.Tensor) -> torch.Tensor: ...
 
     def trainable_backbone(self) -> list[str]: ...
+
+    def bn_statistics_frozen(self) -> bool: ...
 
     def add_backbone_groups(self, optimizer: torch.optim.Optimizer, names: list[str], tag: str,
                             step: int) -> None: ...

@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from hydra_plugins.cifar_ft.optuna_sweeper import register as register_sweeper
 from omegaconf import DictConfig
@@ -50,7 +51,8 @@ def train(cfg: DictConfig) -> float | None:
     pruning = trial_callbacks(sweeper_settings(), cfg.optimized_metric)  # a trial of a pruned Optuna search
     callbacks = build_callbacks(cfg.get("callbacks"), cfg.trainer.get("enable_progress_bar", True))
     trainer = build_trainer(cfg.trainer, callbacks + pruning, loggers)
-    log_hparams(loggers, cfg, [cfg.optimized_metric, "test/acc", "test/f1_macro"])
+    log_hparams(loggers, cfg, [cfg.optimized_metric, "test/acc", "test/f1_macro", "model/trainable_pct",
+                               "model/peak_gpu_mb" if torch.cuda.is_available() else "model/peak_rss_mb"])
     ckpt_path = resolve_ckpt(resume_target(cfg.get("ckpt_path"), resume), output_dir, trust)
     fit_start = time.time()
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=not trust)
@@ -63,7 +65,7 @@ def train(cfg: DictConfig) -> float | None:
     trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
     metrics = {k: v for k, v in to_float_dict(trainer.callback_metrics).items() if k.startswith("test/")}
     metrics.update(run_facts(trainer, cfg.seed, start, best, best_score, cfg.optimized_metric), fit_time_s=fit_time,
-                   tta=model.hparams.tta)
+                   tta=model.hparams.tta, strategy=model.strategy.name)
     if trainer.is_global_zero:
         write_metrics(output_dir / "metrics.json", metrics)
         write_test_artifacts(loggers, model.confusion, model.test_predictions, model.class_names, output_dir)

@@ -85,3 +85,50 @@ class PoisonAt(L.Callback):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (GPU 0; 79.1 GiB total)")
         with torch.no_grad():
             pl_module.head.weight.fill_(float("nan"))
+
+
+class Weights(L.Callback):
+    """The module's full state at fit start and at fit end (class attributes), to see what changed."""
+
+    start: dict[str, torch.Tensor] = {}
+    end: dict[str, torch.Tensor] = {}
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        Weights.start = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        Weights.end = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+
+
+class CollectiveLog(L.Callback):
+    """Under DDP: every Python-level `torch.distributed.all_reduce` while training (numel per call;
+    DDP's own bucketed reducer runs in C++ and is not seen here) and which backbone parameters ever got
+    a gradient; written to OUT/collectives<rank>.json at fit end."""
+
+    def __init__(self, path: str) -> None:
+        self.path, self.calls, self.with_grad = path, [], set()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import torch.distributed as dist
+
+        original = dist.all_reduce
+
+        def counting(tensor, *args, **kwargs):
+            if trainer.training:
+                self.calls.append(int(tensor.numel()))
+            return original(tensor, *args, **kwargs)
+
+        dist.all_reduce = counting
+        self._restore = lambda: setattr(dist, "all_reduce", original)
+
+    def on_after_backward(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.with_grad |= {n for n, p in pl_module.backbone.named_parameters() if p.grad is not None}
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import json
+
+        self._restore()
+        trainable = {n: p.numel() for n, p in pl_module.backbone.named_parameters() if p.requires_grad}
+        with open(f"{self.path}/collectives{trainer.global_rank}.json", "w") as f:
+            json.dump({"calls": self.calls, "with_grad": sorted(self.with_grad), "trainable": trainable,
+                       "head": sum(p.numel() for p in pl_module.head.parameters())}, f)

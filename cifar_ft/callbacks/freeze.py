@@ -150,9 +150,10 @@ class FreezeSchedule(BaseFinetuning):
             backbone.train()
         if self.train_bn:
             return
+        fixed = pl_module.bn_statistics_frozen()  # the strategy keeps the pretrained normalisation
         for m in backbone.modules():
             if isinstance(m, _BatchNorm):
-                frozen = not any(p.requires_grad for p in m.parameters(recurse=False))
+                frozen = fixed or not any(p.requires_grad for p in m.parameters(recurse=False))
                 m.train(pl_module.training and not frozen)
 
     # ---- hooks ---------------------------------------------------------------------------

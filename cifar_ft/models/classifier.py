@@ -147,6 +147,10 @@ class ImageClassifier(L.LightningModule):
         """The `FinetunableModule` contract: backbone parameter names the strategy trains."""
         return list(self._trainable)
 
+    def bn_statistics_frozen(self) -> bool:
+        """The `FinetunableModule` contract: BatchNorm running statistics never update (the strategy's)."""
+        return self.strategy.bn_statistics == "frozen"
+
     def slim_checkpoints(self) -> bool:
         """Small checkpoints: asked for, the strategy never changes the base weights, and those can be
         rebuilt (pretrained weights; a random init cannot be)."""

@@ -95,6 +95,8 @@ def run_facts(trainer: L.Trainer, seed: int, start: float, best: str | None, bes
                    "global_step": trainer.global_step, "git_commit": git_commit(), "best_ckpt": best or None}
     if best_score is not None:
         facts[f"{metric}_best"] = float(best_score)
+    if best and Path(best).is_file():
+        facts["checkpoint_mb"] = Path(best).stat().st_size / 2**20
     for cb in trainer.callbacks:
         if isinstance(cb, RunFacts):
             facts.update(cb.run_facts())

@@ -30,6 +30,9 @@ class FinetuningStrategy(Protocol):
     - `no_weight_decay(backbone)`: extra names exempt from weight decay (prompts, DoRA magnitudes).
     - `freezes_base`: True when no pretrained weight ever changes; checkpoints may then leave the base
       weights out (`model.small_checkpoints`), recording their content hash instead.
+    - `bn_statistics`: `trained`: a BatchNorm layer whose parameters train also updates its running
+      statistics (full, norm); `frozen`: they never change (the pretrained normalisation is part of
+      the frozen base: bitfit trains BatchNorm biases on top of it, adapters see it fixed).
     - `merged(backbone)`: at export, a plain module with the backbone's original architecture and
       parameter names, adapters folded into the weights (a ConfigError where that cannot exist).
     - `spec()`: the constructor arguments, plain values, saved in checkpoints to rebuild the strategy.
@@ -37,6 +40,7 @@ class FinetuningStrategy(Protocol):
 
     name: str
     freezes_base: bool
+    bn_statistics: str
 
     def prepare(self, backbone: nn.Module) -> None: ...
 
@@ -55,6 +59,7 @@ class Strategy:
     """Defaults for the contract: nothing injected, backbone LR for everything, merged = the backbone."""
 
     freezes_base = False
+    bn_statistics = "trained"
 
     def __init__(self, name: str) -> None:
         self.name = name

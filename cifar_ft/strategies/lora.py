@@ -49,6 +49,7 @@ class LoRA(Strategy):
     `dropout` on their input; they train at `lr_mult` x the base LR (default 1: like the head)."""
 
     freezes_base = True
+    bn_statistics = "frozen"
 
     def __init__(self, name: str = "lora", rank: int = 8, alpha: float = 16.0, dropout: float = 0.0,
                  targets: str = "auto", target_regex: str | None = None, use_dora: bool = False,

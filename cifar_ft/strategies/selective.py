@@ -31,6 +31,7 @@ class LinearProbe(Strategy):
     """Nothing of the backbone trains: a linear classifier on frozen features."""
 
     freezes_base = True
+    bn_statistics = "frozen"
 
     def __init__(self, name: str = "linear_probe") -> None:
         super().__init__(name)
@@ -43,6 +44,7 @@ class BitFit(Strategy):
     """Only bias terms train (0.1 % of ViT-B's parameters)."""
 
     freezes_base = True
+    bn_statistics = "frozen"
 
     def __init__(self, name: str = "bitfit", lr_mult: float | None = None) -> None:
         super().__init__(name)

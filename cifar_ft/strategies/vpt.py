@@ -49,6 +49,7 @@ class VPT(Strategy):
     """`tokens` prompt tokens (per block when `deep`), trained at `lr_mult` x the base LR."""
 
     freezes_base = True
+    bn_statistics = "frozen"
 
     def __init__(self, name: str = "vpt", tokens: int = 10, deep: bool = True, dropout: float = 0.0,
                  lr_mult: float | None = 1.0) -> None:

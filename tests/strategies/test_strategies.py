@@ -1,0 +1,165 @@
+"""Each fine-tuning strategy trains exactly what it says, and its config, registry and spec agree."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from cifar_ft.models.classifier import ImageClassifier
+from cifar_ft.strategies import STRATEGIES, FinetuningStrategy, build_strategy
+from cifar_ft.strategies.lora import LoRA
+from cifar_ft.train import train
+from tests.conftest import CONF_DIR, make_cfg
+from tests.helpers import Weights
+
+WEIGHTS = ["+callbacks.weights._target_=tests.helpers.Weights"]
+SHORT = ["trainer.max_epochs=1", "data.train_size=128", "data.val_size=32", "data.test_size=32"]
+VIT = ["model=vit_tiny", "model.pretrained=false", "model.input_size=32", "model.batch_size=32"]
+
+
+@pytest.fixture(scope="module")
+def resnet_weights(tmp_path_factory) -> str:
+    """test_resnet "pretrained" weights with every BatchNorm scale at ~1: timm zero-initialises the last
+    BatchNorm of each block, which would stop gradients into the layers before it, so that some of a
+    strategy's parameters could not change in a short run and the exact-set checks could not fail."""
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    net = timm.create_model("test_resnet", pretrained=False, num_classes=0)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            torch.nn.init.normal_(m.weight, 1.0, 0.1)
+            torch.nn.init.normal_(m.bias, 0.0, 0.1)
+    path = tmp_path_factory.mktemp("weights") / "test_resnet.safetensors"
+    save_file(net.state_dict(), str(path))
+    return str(path)
+
+
+def bn_keys(model_keys, *, stats: bool) -> set[str]:
+    """State keys of test_resnet's BatchNorm layers (weights and biases, or running statistics)."""
+    import timm
+
+    net = timm.create_model("test_resnet", pretrained=False, num_classes=0)
+    names = [n for n, m in net.named_modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    ends = ("running_mean", "running_var", "num_batches_tracked") if stats else ("weight", "bias")
+    return {f"backbone.{n}.{e}" for n in names for e in ends} & set(model_keys)
+
+
+def changed(cfg_factory, *overrides: str) -> set[str]:
+    cfg = cfg_factory(*WEIGHTS, *SHORT, *overrides)
+    train(cfg)
+    return {k for k, v in Weights.start.items() if not torch.equal(v, Weights.end[k])}
+
+
+def params(names: set[str], prefix: str = "backbone.") -> set[str]:
+    return {n for n in names if n.startswith(prefix)}
+
+
+HEAD = {"head.weight", "head.bias"}
+
+
+def bn_buffers(keys) -> set[str]:
+    return {k for k in keys if k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+
+
+@pytest.mark.parametrize("strategy", ["linear_probe", "bitfit", "norm", "lora", "dora"])
+def test_strategy_changes_exactly_its_parameters(cfg_factory, resnet_weights, strategy):
+    """test_resnet (with BatchNorm): only the strategy's parameters and the head change; BatchNorm
+    statistics stay bit-identical (only `norm`, which trains the BatchNorm layers, updates them)."""
+    got = changed(cfg_factory, f"strategy={strategy}", f"model.pretrained={resnet_weights}")
+    keys = set(Weights.start)
+    backbone = {k for k in keys if k.startswith("backbone.") and k not in bn_buffers(keys)}
+    want = {
+        "linear_probe": set(),
+        "bitfit": {k for k in backbone if k.endswith(".bias")},
+        "norm": bn_keys(keys, stats=False) | bn_keys(keys, stats=True),
+        "lora": {k for k in backbone if ".lora_" in k},
+        "dora": {k for k in backbone if ".lora_" in k},
+    }[strategy]
+    assert want or strategy == "linear_probe"
+    assert got == want | HEAD
+
+
+def test_full_changes_every_backbone_tensor(cfg_factory):
+    got = changed(cfg_factory, "strategy=full", "callbacks.freeze.freeze_epochs=0")
+    assert got == set(Weights.start) - {k for k in Weights.start if k.startswith("backbone.") and
+                                         Weights.start[k].dtype == torch.long} | bn_buffers(Weights.start)
+
+
+@pytest.mark.parametrize("strategy,marker", [("vpt", "blocks.prompt"), ("lora", ".lora_")])
+def test_vit_strategy_changes_exactly_its_parameters(cfg_factory, strategy, marker):
+    got = changed(cfg_factory, *VIT, f"strategy={strategy}")
+    want = {k for k in Weights.start if k.startswith("backbone.") and marker in k}
+    assert want and got == want | HEAD
+
+
+def test_every_config_builds_its_registered_strategy():
+    for path in sorted((Path(CONF_DIR) / "strategy").glob("*.yaml")):
+        cfg = make_cfg([f"strategy={path.stem}"], Path("/tmp/unused"))
+        strategy = instantiate(cfg.strategy)
+        assert isinstance(strategy, FinetuningStrategy)
+        assert strategy.name == path.stem and path.stem in STRATEGIES
+        rebuilt = build_strategy(strategy.spec())  # what a checkpoint does
+        assert type(rebuilt) is type(strategy) and rebuilt.spec() == strategy.spec()
+    assert {p.stem for p in (Path(CONF_DIR) / "strategy").glob("*.yaml")} == set(STRATEGIES)
+
+
+def test_schedules_the_strategies_imply():
+    def freeze(*overrides):
+        return make_cfg([*overrides], Path("/tmp/unused")).callbacks.freeze
+
+    assert freeze("strategy=linear_probe", "trainer.max_epochs=7").freeze_epochs == 7
+    assert freeze("strategy=lp_ft", "trainer.max_epochs=6").freeze_epochs == 3
+    assert freeze("strategy=gradual").unfreeze == "gradual"
+    assert freeze("strategy=lora", "experiment=smoke").freeze_epochs == 0  # the strategy's schedule wins
+    assert freeze("strategy=lora", "callbacks.freeze.freeze_epochs=2").freeze_epochs == 2  # the user's wins
+
+
+def vit(strategy, **kwargs) -> ImageClassifier:
+    return ImageClassifier("vit_tiny_patch16_224", num_classes=10, pretrained=False, input_size=32,
+                           strategy=strategy, **kwargs)
+
+
+def test_adapters_get_the_layer_decay_of_their_block_and_their_own_lr():
+    torch.manual_seed(0)
+    model = vit(LoRA(lr_mult=1.0), layer_decay=0.5, backbone_lr_mult=0.1)
+    names = model.trainable_backbone()
+    groups = model.backbone_param_groups(names, "backbone")
+    depth = 13  # vit_tiny: patch/pos group + 12 blocks (the final norm joins the last); the head is depth 0
+    scale_of = {id(p): g["lr_scale"] for g in groups for p in g["params"]}
+    by_name = dict(model.backbone.named_parameters())
+    for block in (0, 11):
+        p = by_name[f"blocks.{block}.attn.qkv.lora_A.default.weight"]
+        assert scale_of[id(p)] == pytest.approx(1.0 * 0.5 ** (depth - (block + 1)))  # lr_mult, not 0.1
+    assert all(".lora_" in n for n in names) and len(names) == 12 * 4 * 2
+
+
+def test_lora_targets_per_backbone_family_and_bad_regex_is_one_line():
+    model = vit(LoRA())
+    assert set(model.strategy.modules) == {f"blocks.{i}.{m}" for i in range(12)
+                                           for m in ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")}
+    conv = ImageClassifier("test_resnet", num_classes=10, pretrained=False, input_size=32, strategy=LoRA())
+    assert conv.strategy.modules and all("downsample" in m or "conv" in m for m in conv.strategy.modules)
+    from cifar_ft.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="target_regex"):
+        LoRA(target_regex="blocks[")
+    with pytest.raises(ConfigError, match="selects no"):
+        vit(LoRA(target_regex="nothing_here"))
+
+
+def test_vpt_prompts_are_skipped_by_pooling_and_start_from_the_same_features():
+    torch.manual_seed(0)
+    from cifar_ft.strategies.vpt import VPT
+
+    model = vit(VPT(tokens=4, deep=True)).eval()
+    assert model.backbone.num_prefix_tokens == 1 + 4
+    x = torch.randn(2, 3, 32, 32)
+    tokens = model.backbone.forward_features(x)
+    assert tokens.shape[1] == 1 + 4 + 4  # class token, prompts, 2x2 patches
+    model.backbone.blocks.prompt.data.zero_()
+    shallow = vit(VPT(tokens=4, deep=False))
+    assert shallow.backbone.blocks.prompt.shape == (1, 4, 192)
