@@ -1,11 +1,12 @@
-"""python -m cifar_ft.bench {transfer,speed,recipe} [options]; see --help of each."""
+"""python -m cifar_ft.bench {transfer,speed,recipe,strategy} [options]; see --help of each."""
 from __future__ import annotations
 
 import importlib
 import sys
 
 # benchmark name -> module with main(argv)
-COMMANDS = {"transfer": "cifar_ft.bench.transfer", "speed": "cifar_ft.bench.speed", "recipe": "cifar_ft.bench.recipe"}
+COMMANDS = {"transfer": "cifar_ft.bench.transfer", "speed": "cifar_ft.bench.speed", "recipe": "cifar_ft.bench.recipe",
+            "strategy": "cifar_ft.bench.strategy"}
 
 
 def main(argv: list[str]) -> None:

@@ -11,8 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
-from cifar_ft.backbones import create_backbone, layer_groups, no_weight_decay_names, prefers_channels_last
+from cifar_ft.backbones import create_backbone, layer_groups, prefers_channels_last
 from cifar_ft.errors import ConfigError, check_choice
+from cifar_ft.models.groups import backbone_groups
 from cifar_ft.models.metrics import (
     StreamingClassification,
     classification_metrics,
@@ -266,33 +267,11 @@ class ImageClassifier(L.LightningModule):
 
     # ---- optimisation --------------------------------------------------------------------
     def backbone_param_groups(self, names: list[str], tag: str) -> list[dict]:
-        """Decay / no-decay groups for the named backbone parameters, tagged `tag` (the freeze group), at
-        `backbone_lr_mult` x the base LR; with `layer_decay`, one pair per layer group, where group i of
-        n (timm's group_matcher, input side first) gets a further `layer_decay ** (n - i)` (the head,
-        at the top, has depth 0: timm's `param_groups_layer_decay` convention)."""
-        by_scale: dict[float, list[str]] = {}  # the strategy may give its parameters their own LR
-        for n in names:
-            scale = self.strategy.lr_scale(n)
-            by_scale.setdefault(self.hparams.backbone_lr_mult if scale is None else float(scale), []).append(n)
-        return [group for mult, members in by_scale.items() for group in
-                self._decayed_groups(members, tag, f"{tag}.x{mult:g}" if len(by_scale) > 1 else tag, mult)]
-
-    def _decayed_groups(self, names: list[str], tag: str, name: str, mult: float) -> list[dict]:
-        params = dict(self.backbone.named_parameters())
-        skip = no_weight_decay_names(self.backbone) | self.strategy.no_weight_decay(self.backbone)
-        decay = self.hparams.layer_decay
-        if not decay:
-            return [dict(g, tag=tag) for g in param_groups([(n, params[n]) for n in names], name, mult, skip)]
-        if self._layer_ids is None:
+        """Param groups for the named backbone parameters, tagged `tag` (see `models.groups`)."""
+        if self._layer_ids is None and self.hparams.layer_decay:
             self._layer_ids = {n: i for i, group in enumerate(layer_groups(self.backbone)) for n in group}
-        depth = max(self._layer_ids.values()) + 1
-        layers = sorted({self._layer_ids[n] for n in names}, reverse=True)  # deepest first
-        groups = []
-        for layer in layers:
-            members = [(n, params[n]) for n in names if self._layer_ids[n] == layer]
-            label = name if len(layers) == 1 else f"{name}.L{layer}"
-            groups += [dict(g, tag=tag) for g in param_groups(members, label, mult * decay ** (depth - layer), skip)]
-        return groups
+        return backbone_groups(self.backbone, names, tag, self.strategy, self.hparams.backbone_lr_mult,
+                               self.hparams.layer_decay, self._layer_ids)
 
     def add_backbone_groups(self, optimizer: torch.optim.Optimizer, names: list[str], tag: str,
                             step: int) -> None:
