@@ -14,7 +14,6 @@ from cifar_ft.eval import evaluate
 from cifar_ft.predict import predict
 from cifar_ft.train import train
 from tests.conftest import FAST, ROOT, make_cfg
-from tests.strategies.test_strategies import resnet_weights  # noqa: F401 (fixture)
 
 SHORT = ["trainer.max_epochs=2", "data.train_size=192", "data.val_size=32", "data.test_size=64"]
 
