@@ -1,4 +1,5 @@
-"""`python -m cifar_ft.eval ckpt_path=PATH [data=... data.root=...]`: test a checkpoint."""
+"""`python -m cifar_ft.eval ckpt_path=PATH [data=... data.root=...]`: test a checkpoint, by default on its
+run's own held-out test split (runs/provenance.py); given data must not overlap the run's training images."""
 from __future__ import annotations
 
 import logging
@@ -13,6 +14,7 @@ from cifar_ft.runs.artifacts import git_commit, to_float_dict, write_metrics, wr
 from cifar_ft.runs.build import build_trainer, print_config
 from cifar_ft.runs.checkpoints import check_classes, load_classifier, read_checkpoint
 from cifar_ft.runs.entry import command
+from cifar_ft.runs.provenance import check_test_split, run_data_config
 from cifar_ft.runs.validate import validate_config
 
 log = logging.getLogger("cifar_ft")
@@ -21,12 +23,18 @@ log = logging.getLogger("cifar_ft")
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     validate_config(cfg)
     trust = bool(cfg.get("trust_checkpoint", False))
-    hparams = dict(read_checkpoint(cfg.ckpt_path, trust)["hyper_parameters"])
-    with open_dict(cfg):  # the checkpoint decides how images are prepared
+    ckpt = read_checkpoint(cfg.ckpt_path, trust)
+    hparams = dict(ckpt["hyper_parameters"])
+    given = cfg.get("data") is not None
+    with open_dict(cfg):  # the checkpoint decides how images are prepared, and by default which images
         for key in ("input_size", "mean", "std"):
             cfg.model[key] = hparams[key]
+        if not given:
+            cfg.data = run_data_config(ckpt, cfg.ckpt_path)
+            cfg.data.batch_size = cfg.model.batch_size
     datamodule = instantiate(cfg.data)
     check_classes(hparams["class_names"], datamodule.class_names, cfg.ckpt_path)
+    split = check_test_split(ckpt, datamodule, given, bool(cfg.get("allow_train_overlap", False)))
     model = load_classifier(cfg.ckpt_path, trust)
     if cfg.get("tta"):
         model.hparams.tta = cfg.tta
@@ -35,8 +43,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     trainer: L.Trainer = build_trainer(cfg.trainer, bar, [])
     trainer.test(model, datamodule=datamodule)
     metrics = {k: v for k, v in to_float_dict(trainer.callback_metrics).items() if k.startswith("test/")}
-    metrics.update({"ckpt_path": str(Path(cfg.ckpt_path).resolve()), "tta": model.hparams.tta, "num_test_images":
-                    len(datamodule.splits["test"]), "git_commit": git_commit()})
+    metrics.update({"ckpt_path": str(Path(cfg.ckpt_path).resolve()), "tta": model.hparams.tta,
+                    "git_commit": git_commit(), **split})
     if trainer.is_global_zero:
         out = write_metrics(Path(cfg.paths.output_dir) / "metrics.json", metrics)
         if model.test_predictions is not None:

@@ -7,7 +7,6 @@ import warnings
 from pathlib import Path
 
 import lightning as L
-import torch
 from hydra.utils import instantiate
 from hydra_plugins.cifar_ft.optuna_sweeper import register as register_sweeper
 from omegaconf import DictConfig
@@ -16,6 +15,7 @@ from cifar_ft.runs.artifacts import ensure_writable, run_facts, to_float_dict, w
 from cifar_ft.runs.build import build_callbacks, build_loggers, build_trainer, log_hparams, print_config
 from cifar_ft.runs.checkpoints import resolve_ckpt, resume_target
 from cifar_ft.runs.entry import command, in_multirun
+from cifar_ft.runs.provenance import RecordData, record
 from cifar_ft.runs.validate import validate_config
 from cifar_ft.sweeps.jobs import previous_attempt, sweeper_settings
 from cifar_ft.sweeps.trial import trial_callbacks
@@ -50,9 +50,10 @@ def train(cfg: DictConfig) -> float | None:
     loggers = build_loggers(cfg.get("logger"))
     pruning = trial_callbacks(sweeper_settings(), cfg.optimized_metric)  # a trial of a pruned Optuna search
     callbacks = build_callbacks(cfg.get("callbacks"), cfg.trainer.get("enable_progress_bar", True))
-    trainer = build_trainer(cfg.trainer, callbacks + pruning, loggers)
+    provenance = record(cfg.data, datamodule)  # in every checkpoint: eval tests these held-out images
+    trainer = build_trainer(cfg.trainer, [*callbacks, *pruning, RecordData(provenance)], loggers)
     log_hparams(loggers, cfg, [cfg.optimized_metric, "test/acc", "test/f1_macro", "model/trainable_pct",
-                               "model/peak_gpu_mb" if torch.cuda.is_available() else "model/peak_rss_mb"])
+                               "model/peak_memory_mb"])
     ckpt_path = resolve_ckpt(resume_target(cfg.get("ckpt_path"), resume), output_dir, trust)
     fit_start = time.time()
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=not trust)
@@ -65,7 +66,8 @@ def train(cfg: DictConfig) -> float | None:
     trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
     metrics = {k: v for k, v in to_float_dict(trainer.callback_metrics).items() if k.startswith("test/")}
     metrics.update(run_facts(trainer, cfg.seed, start, best, best_score, cfg.optimized_metric), fit_time_s=fit_time,
-                   tta=model.hparams.tta, strategy=model.strategy.name)
+                   tta=model.hparams.tta, strategy=model.strategy.name,
+                   **({"test_split_fingerprint": provenance["test_fingerprint"]} if "test" in provenance else {}))
     if trainer.is_global_zero:
         write_metrics(output_dir / "metrics.json", metrics)
         write_test_artifacts(loggers, model.confusion, model.test_predictions, model.class_names, output_dir)

@@ -3,9 +3,9 @@
 1. Real images, equal wall-clock budget: EfficientNet-Lite0 with its genuine ImageNet weights on the
    real CIFAR-10 JPEGs (`experiment=cpu_transfer`: 112 px, AdamW 2e-3, flip TTA, the data's own
    validation and held-out test splits), one row per strategy. Each strategy gets the same training
-   budget in seconds: a calibration run on 512 images measures its fit seconds per image (feature
-   cache, epochs and all), and the real run then trains on as many images as fit the budget (capped
-   at the split). Strategies that need several epochs to be themselves (linear probe, LP-FT, gradual
+   budget in seconds: two calibration runs (512 and 2,048 images) measure its fit seconds as fixed
+   cost + cost per image (feature cache, epochs and all), and the real run then trains on as many
+   images as fit the budget (capped at the split). Strategies that need several epochs to be themselves (linear probe, LP-FT, gradual
    unfreezing) keep their epochs and see fewer images per epoch. `vpt` needs a ViT: no row here.
 2. Cost per strategy on ViT-B/16 at 224 px (random weights: cost does not depend on their values):
    seconds per training step and peak memory at one batch size, each strategy in a fresh process
@@ -26,8 +26,10 @@ from pathlib import Path
 from cifar_ft.bench.common import data_root, print_table, save_json
 
 ROOT = Path(__file__).resolve().parents[2]
-SPLITS = ["data.val_size=1000", "data.test_size=2000"]
+VAL = 1000
+SPLITS = [f"data.val_size={VAL}", "data.test_size=2000"]
 TRAIN_IMAGES = 47000  # 50,000 in the shared zip minus validation and test
+CALIBRATE = (512, 2048)  # training images of the two calibration runs per strategy
 # strategy -> overrides that make it itself (epochs of its schedule); images per epoch come from the budget
 LITE_STRATEGIES: dict[str, list[str]] = {
     "full": ["callbacks.freeze.freeze_epochs=0"],
@@ -43,11 +45,12 @@ VIT_STRATEGIES = ["full", "linear_probe", "bitfit", "norm", "lora", "dora", "vpt
 
 
 def train_run(root: str, out: Path, strategy: str, images: int) -> dict:
-    """One `cifar_ft.train` run (kept: a rerun of the bench reuses it); its metrics.json + wall time."""
+    """One `cifar_ft.train` run on `images` training images (kept: a rerun of the bench reuses it); its
+    metrics.json + wall time. data.max_train_images caps the pool the validation split is taken from."""
     if not (out / "metrics.json").is_file():
         start = time.perf_counter()
         cmd = [sys.executable, "-m", "cifar_ft.train", "experiment=cpu_transfer", f"data.root={root}", *SPLITS,
-               f"strategy={strategy}", *LITE_STRATEGIES[strategy], f"data.max_train_images={images}",
+               f"strategy={strategy}", *LITE_STRATEGIES[strategy], f"data.max_train_images={images + VAL}",
                "trainer.enable_progress_bar=false", f"hydra.run.dir={out}"]
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
         if proc.returncode != 0:
@@ -61,12 +64,15 @@ def lite_table(root: str, out: Path, budget_s: float, only: list[str] | None) ->
     for strategy in LITE_STRATEGIES:
         if only and strategy not in only:
             continue
-        probe = train_run(root, out / "calibrate" / strategy, strategy, 512)
-        per_image = probe["fit_time_s"] / 512
-        images = min(TRAIN_IMAGES, max(512, int(budget_s / per_image)))
+        small = train_run(root, out / "calibrate" / strategy, strategy, CALIBRATE[0])
+        large = train_run(root, out / "calibrate" / f"{strategy}_{CALIBRATE[1]}", strategy, CALIBRATE[1])
+        # fit seconds = fixed (validation, cache of the val split, warm-up) + per image x images
+        per_image = max(1e-6, (large["fit_time_s"] - small["fit_time_s"]) / (CALIBRATE[1] - CALIBRATE[0]))
+        fixed = max(0.0, small["fit_time_s"] - per_image * CALIBRATE[0])
+        images = min(TRAIN_IMAGES, max(CALIBRATE[0], int((budget_s - fixed) / per_image)))
         m = train_run(root, out / strategy, strategy, images)
         rows.append({"strategy": strategy, "val_acc": m["val/acc_best"], "test_acc": m["test/acc"],
-                     "trainable_pct": m["trainable_pct"], "peak_rss_mb": m.get("peak_rss_mb", m.get("peak_gpu_mb")),
+                     "trainable_pct": m["trainable_pct"], "peak_rss_mb": m.get("peak_memory_mb"),
                      "checkpoint_mb": m["checkpoint_mb"], "images_per_s": m.get("train/images_per_sec"),
                      "train_images": images, "epochs": m["epochs"], "fit_s": m["fit_time_s"]})
         print(rows[-1], flush=True)

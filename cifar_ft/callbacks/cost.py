@@ -13,12 +13,13 @@ class ModelCost(L.Callback):
     count and % of the whole model, and peak memory: on a GPU the most bytes allocated by tensors
     during fit (`torch.cuda.max_memory_allocated`, reset at fit start); on a CPU the process's peak
     resident set (`ru_maxrss`: data, model and framework together, since the process started).
-    Logged as `model/*` once fit ends; `run_facts()` (the `RunFacts` contract) puts them in metrics.json."""
+    In MiB, as `peak_memory_mb` (with `peak_memory_gpu` 1 or 0 saying which). Logged as `model/*` once
+    fit ends; `run_facts()` (the `RunFacts` contract) puts them in metrics.json."""
 
     def __init__(self) -> None:
         self.trainable = self.total = 0
         self.peak_mb: float | None = None
-        self.kind = "rss"
+        self.on_gpu = False
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if pl_module.device.type == "cuda":
@@ -31,8 +32,9 @@ class ModelCost(L.Callback):
         self.trainable = max(self.trainable, now)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if pl_module.device.type == "cuda":
-            self.kind, self.peak_mb = "gpu", torch.cuda.max_memory_allocated(pl_module.device) / 2**20
+        self.on_gpu = pl_module.device.type == "cuda"
+        if self.on_gpu:
+            self.peak_mb = torch.cuda.max_memory_allocated(pl_module.device) / 2**20
         else:
             kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
             self.peak_mb = kb / 2**20 if sys.platform == "darwin" else kb / 2**10
@@ -42,6 +44,6 @@ class ModelCost(L.Callback):
     def run_facts(self) -> dict[str, float]:
         facts = {"trainable_params": float(self.trainable), "total_params": float(self.total),
                  "trainable_pct": 100.0 * self.trainable / max(1, self.total)}
-        if self.peak_mb is not None:
-            facts[f"peak_{self.kind}_mb"] = self.peak_mb
+        if self.peak_mb is not None:  # MiB; peak_memory_gpu: 1 = GPU tensors, 0 = CPU process RSS
+            facts.update(peak_memory_mb=self.peak_mb, peak_memory_gpu=float(self.on_gpu))
         return facts

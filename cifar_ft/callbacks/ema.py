@@ -21,7 +21,8 @@ class EMA(EMAWeightAveraging):
     Changed, for measured reasons: torch's `AveragedModel.update_parameters` reads its update count
     back from the device twice per update (`bool(n_averaged == 0)`, `n_averaged > 0`), a host sync
     every step on a GPU, and averages parameter by parameter. Here the count is a Python int (saved
-    in the callback state) and the update is one `torch._foreach_lerp_` over all float tensors. With
+    in the callback state) and the update is one `torch._foreach_lerp_` over the float tensors that
+    can change (parameters that train now, and buffers: a frozen parameter's average is its value). With
     `warmup`, the decay at update t is min(decay, (1 + t) / (10 + t)) (timm's ModelEmaV3), so short
     runs are not dominated by the pretrained starting point. When a test or predict stage loads a
     checkpoint, the averaged weights stay in place (Lightning would restore the live ones).
@@ -39,8 +40,12 @@ class EMA(EMAWeightAveraging):
     @torch.no_grad()
     def update(self, pl_module: L.LightningModule) -> None:
         average = self._average_model
-        pairs = zip(itertools.chain(average.module.parameters(), average.module.buffers()),
-                    itertools.chain(pl_module.parameters(), pl_module.buffers()))
+        first = self.updates == 0
+        # Parameters that do not train now are constant, so their average is their value already:
+        # only what trains is averaged (a LoRA run lerps its adapters, not the 86 M frozen weights).
+        params = [(a, c) for a, c in zip(average.module.parameters(), pl_module.parameters())
+                  if first or c.requires_grad]
+        pairs = itertools.chain(params, zip(average.module.buffers(), pl_module.buffers()))
         floats, others = [], []
         for avg, cur in pairs:
             (floats if avg.is_floating_point() else others).append((avg, cur.detach()))

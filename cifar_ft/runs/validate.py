@@ -25,6 +25,7 @@ from cifar_ft.models.classifier import HEAD_INITS, TTA
 from cifar_ft.models.optim import DECAYS
 from cifar_ft.runs.checkpoints import resume_target
 from cifar_ft.runs.export_formats import FORMATS as EXPORT_FORMATS
+from cifar_ft.strategies.lora import LORA_TARGETS
 
 _MISSING = object()
 
@@ -93,6 +94,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "callbacks.ema.decay": _optional(_range(0.0, 1.0, lo_open=True, hi_open=True)),
     "callbacks.ema.update_every_n_steps": _int(1),
     "top_k": _int(1), "batch_size": _int(1),
+    "strategy.rank": _int(1), "strategy.alpha": POSITIVE, "strategy.dropout": FRACTION, "strategy.tokens": _int(1),
+    "strategy.lr_mult": _optional(NON_NEGATIVE),
 }
 # config key -> registry of valid names
 CHOICES: dict[str, Any] = {
@@ -100,6 +103,7 @@ CHOICES: dict[str, Any] = {
     "model.source": SOURCES, "model.head_init": HEAD_INITS, "scheduler.decay": DECAYS,
     "callbacks.freeze.unfreeze": UNFREEZE_MODES, "on_bad_image": BAD_IMAGE_POLICIES,
     "format": EXPORT_FORMATS, "tta": (*TTA, None), "model.tta": TTA, "optimized_mode": ("max", "min"),
+    "strategy.targets": LORA_TARGETS,
     "model.compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
     "trainer.precision": ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true"),
 }

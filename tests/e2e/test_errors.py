@@ -53,6 +53,10 @@ def test_unwritable_paths_output_dir_fails_before_training(cfg_factory, tmp_path
 # Bad values, paths and files: (command, its arguments, what the one error line must name).
 BAD_INPUTS = [
     ("train", ["optimizer.lr=-1"], "optimizer.lr=-1"),
+    ("train", ["strategy=lora", "strategy.rank=0"], "strategy.rank=0"),
+    ("train", ["strategy=lora", "strategy.targets=attention"], "strategy.targets='attention'"),
+    ("train", ["strategy=vpt", "strategy.tokens=0"], "strategy.tokens=0"),
+    ("train", ["strategy=lorra"], "strategy"),
     ("train", ["optimizer.weight_decay=-0.1"], "optimizer.weight_decay=-0.1"),
     ("train", ["model.input_size=0"], "model.input_size=0"),
     ("train", ["model.input_size=8"], "model.input_size=8"),

@@ -69,3 +69,51 @@ def test_peft_format_of_a_strategy_without_adapters_is_one_line(tmp_path):
     model = ImageClassifier("test_resnet", num_classes=10, pretrained=False, input_size=32, strategy=BitFit())
     with pytest.raises(ConfigError, match="format=peft needs a checkpoint of strategy=lora or dora"):
         export_adapter(model, tmp_path, None)
+
+
+@pytest.mark.slow  # torch.export + ONNX of a ViT: ~40 s
+def test_merged_lora_exports_as_plain_onnx_and_torch_export_models(tmp_path):
+    from cifar_ft.runs.export_formats import export_onnx, export_torch
+
+    torch.manual_seed(0)
+    model = ImageClassifier("vit_tiny_patch16_224", num_classes=10, pretrained=False, input_size=32,
+                            strategy=LoRA(rank=4)).eval()
+    with torch.no_grad():
+        for name, p in model.backbone.named_parameters():
+            if "lora_B" in name:
+                p.add_(torch.randn_like(p) * 0.05)
+    info = ExportInfo(class_names=[str(i) for i in range(10)], input_size=32, mean=[0.5] * 3, std=[0.5] * 3,
+                      eval_crop_pct=1.0, model_card="test")
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        want = model(x)
+    export_torch(model, tmp_path, info)
+    program = torch.export.load(str(tmp_path / "model.pt2"))
+    assert not any("lora" in n for n in program.state_dict)  # merged: timm's own parameters only
+    assert (program.module()(x) - want).abs().max().item() < 1e-5
+    export_onnx(model, tmp_path, info)  # checked against torch with onnxruntime inside (1e-3)
+    import onnxruntime as ort
+
+    got = ort.InferenceSession(str(tmp_path / "model.onnx")).run(None, {"images": x.numpy()})[0]
+    assert abs(torch.from_numpy(got) - want).max().item() < 1e-4
+
+
+@pytest.mark.slow  # torch.export of a prompted ViT: ~20 s
+def test_vpt_has_no_timm_form_but_exports_as_a_traced_graph(tmp_path):
+    from cifar_ft.errors import ConfigError
+    from cifar_ft.runs.export_formats import export_timm, export_torch
+    from cifar_ft.strategies.vpt import VPT
+
+    torch.manual_seed(0)
+    model = ImageClassifier("vit_tiny_patch16_224", num_classes=10, pretrained=False, input_size=32,
+                            strategy=VPT(tokens=3)).eval()
+    info = ExportInfo(class_names=[str(i) for i in range(10)], input_size=32, mean=[0.5] * 3, std=[0.5] * 3,
+                      eval_crop_pct=1.0, model_card="test")
+    with pytest.raises(ConfigError, match="no plain timm"):
+        export_timm(model, tmp_path, info)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        want = model(x)
+    export_torch(model, tmp_path, info)
+    got = torch.export.load(str(tmp_path / "model.pt2")).module()(x)
+    assert (got - want).abs().max().item() < 1e-5
