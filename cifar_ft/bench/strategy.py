@@ -6,7 +6,8 @@
    budget in seconds: two calibration runs (512 and 2,048 images) measure its fit seconds as fixed
    cost + cost per image (feature cache, epochs and all), and the real run then trains on as many
    images as fit the budget (capped at the split). Strategies that need several epochs to be
-   themselves (linear probe, LP-FT, gradual unfreezing) keep their epochs and see fewer images per epoch. `vpt` needs a ViT: no row here.
+   themselves (linear probe, LP-FT, gradual unfreezing) keep their epochs and see fewer images per
+   epoch. `vpt` needs a ViT: no row here.
 2. Cost per strategy on ViT-B/16 at 224 px (random weights: cost does not depend on their values):
    seconds per training step and peak memory at one batch size, each strategy in a fresh process
    (peak RSS on CPU; peak allocated tensor memory on a GPU, bf16 autocast).
