@@ -16,7 +16,7 @@ from cifar_ft.runs.build import build_callbacks, build_loggers, build_trainer, l
 from cifar_ft.runs.checkpoints import resolve_ckpt, resume_target
 from cifar_ft.runs.entry import command, in_multirun
 from cifar_ft.runs.provenance import RecordData, record
-from cifar_ft.runs.validate import validate_config
+from cifar_ft.runs.validate import short_run_warnings, validate_config
 from cifar_ft.sweeps.jobs import previous_attempt, sweeper_settings
 from cifar_ft.sweeps.trial import trial_callbacks
 
@@ -41,6 +41,8 @@ def train(cfg: DictConfig) -> float | None:
         resume = resume or attempt.action == "resume"
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")  # data problems (missing folders, batch larger than the data) come first
+    for warning in short_run_warnings(cfg, datamodule.split_size("train")):
+        log.warning(warning)
     L.seed_everything(cfg.seed, workers=True)
     trust = bool(cfg.get("trust_checkpoint", False))
     model = instantiate(cfg.model, num_classes=datamodule.num_classes, class_names=datamodule.class_names,

@@ -32,6 +32,10 @@ class AugmentOptions:
     random_erasing: float = 0.0          # any preset: probability of one erased box per image (0: off)
 
     @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
     def from_options(cls, options: dict) -> AugmentOptions:
         valid = [f.name for f in fields(cls)]
         for key in options:

@@ -43,10 +43,15 @@ def print_config(cfg: DictConfig) -> None:
     """The resolved config as YAML (rich syntax highlighting), on global rank 0 only."""
     if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0))) != 0:
         return
+    import sys
+
+    text = OmegaConf.to_yaml(cfg, resolve=True)
+    if not sys.stdout.isatty():  # log files, `| tee`, SLURM: every line whole (rich would cut at 80 columns)
+        print(text, end="", flush=True)
+        return
     from rich.console import Console
     from rich.syntax import Syntax
 
-    text = OmegaConf.to_yaml(cfg, resolve=True)
     Console(stderr=False).print(Syntax(text, "yaml", theme="ansi_dark", background_color="default"))
 
 

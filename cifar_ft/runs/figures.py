@@ -55,17 +55,23 @@ def read_scalars(tb_dir: Path) -> dict[str, list[tuple[int, float]]]:
 
 
 def curves_figure(tb_dir: Path):
-    """Loss per iteration; train vs val accuracy and loss per epoch (None without train/loss)."""
+    """Loss per iteration; train vs val accuracy and loss per epoch; whatever of these the run logged
+    (None when it logged none of them)."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
     s = read_scalars(tb_dir)
-    if "train/loss" not in s:
+    series = ("train/loss", "train/acc", "val/acc", "train/loss_epoch", "val/loss")
+    if not any(v == v for tag in series for _, v in s.get(tag, [])):
         return None
     fig = Figure(figsize=(15, 4))
     axes = fig.subplots(1, 3)
-    steps, values = zip(*s["train/loss"])
-    axes[0].plot(steps, values, lw=0.8)
+    if s.get("train/loss"):
+        steps, values = zip(*s["train/loss"])
+        axes[0].plot(steps, values, lw=0.8)
+    else:  # a run shorter than trainer.log_every_n_steps logs no per-step loss: say so, plot the rest
+        axes[0].text(0.5, 0.5, "no per-step loss logged\n(run shorter than trainer.log_every_n_steps)",
+                     ha="center", va="center", transform=axes[0].transAxes)
     axes[0].set(title="train loss per iteration", xlabel="optimizer step", ylabel="loss")
     for ax, (name, train_tag, val_tag) in zip(axes[1:], [("accuracy", "train/acc", "val/acc"),
                                                           ("loss", "train/loss_epoch", "val/loss")]):
@@ -75,7 +81,8 @@ def curves_figure(tb_dir: Path):
                 ax.plot(*zip(*points), marker="o", label=label)
         ax.set(title=f"{name} per epoch", xlabel="epoch", ylabel=name)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend()
+        if ax.lines:
+            ax.legend()
         ax.grid(alpha=0.3)
     axes[0].grid(alpha=0.3)
     fig.tight_layout()

@@ -19,8 +19,8 @@ from cifar_ft.backbones.weights import refuse_unsafe
 from cifar_ft.callbacks.freeze import UNFREEZE_MODES
 from cifar_ft.data.cifar import DATASETS
 from cifar_ft.data.image_folder import BAD_IMAGE_POLICIES
-from cifar_ft.data.transforms import PRESETS
-from cifar_ft.errors import ConfigError, check_choice
+from cifar_ft.data.transforms import PRESETS, AugmentOptions
+from cifar_ft.errors import ConfigError, check_choice, close_matches
 from cifar_ft.models.classifier import HEAD_INITS, TTA
 from cifar_ft.models.optim import DECAYS
 from cifar_ft.runs.checkpoints import resume_target
@@ -151,6 +151,45 @@ def validate_config(cfg: DictConfig) -> None:
     _check_limits(cfg)
     _check_devices(cfg)
     _check_targets(cfg)
+    for node in ("data", "model", "strategy"):
+        _check_known_keys(cfg, node)
+
+
+def _accepted(target: str) -> set[str] | None:
+    """Keyword arguments a `_target_` class accepts (through `**kwargs` up its bases); None: anything."""
+    import inspect
+
+    from hydra.utils import get_class
+
+    try:
+        cls = get_class(target)
+    except Exception:  # noqa: BLE001 - an unknown target is reported by instantiate itself
+        return None
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(klass.__init__).parameters.values()
+        names |= {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)} - {"self"}
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            return names
+    return None
+
+
+def _check_known_keys(cfg: DictConfig, node: str) -> None:
+    """`data.max_images=...` (a key nothing reads) is one line naming it and the nearest valid keys."""
+    section = cfg.get(node) if node in cfg else None
+    if not isinstance(section, DictConfig) or not isinstance(section.get("_target_"), str):
+        return
+    accepted = _accepted(section._target_)
+    if node == "data" and accepted is not None:
+        accepted |= set(AugmentOptions.field_names())
+    if accepted is None:
+        return
+    for key in section:
+        if not str(key).startswith("_") and key not in accepted:
+            raise ConfigError(f"{node}.{key}: unknown {node} option for {section._target_.rsplit('.', 1)[-1]}."
+                              f"{close_matches(str(key), accepted)} (valid: {', '.join(sorted(accepted))})")
 
 
 def _check_devices(cfg: DictConfig) -> None:
@@ -197,3 +236,25 @@ def _check_targets(cfg: DictConfig) -> None:
     for item in ([inputs] if isinstance(inputs, str) else inputs if isinstance(inputs, list) else []):
         if not Path(str(item)).expanduser().exists():
             raise ConfigError(f"inputs: {item!r} is neither an image file nor a directory")
+
+
+def short_run_warnings(cfg: DictConfig, train_images: int) -> list[str]:
+    """One line each for a run too short for its own settings: a warmup that never reaches the peak LR,
+    or fewer optimizer steps than trainer.log_every_n_steps (no per-step loss is logged)."""
+    batch, devices = _get(cfg, "data.batch_size"), _get(cfg, "trainer.devices")
+    epochs, accumulate = _get(cfg, "trainer.max_epochs"), _get(cfg, "trainer.accumulate_grad_batches")
+    if not all(isinstance(v, int) and v > 0 for v in (batch, epochs)):
+        return []
+    ranks = devices if isinstance(devices, int) and devices > 0 else 1
+    steps = train_images // (batch * ranks) // (accumulate if isinstance(accumulate, int) and accumulate > 0 else 1)
+    steps *= epochs
+    out = []
+    warmup, every = _get(cfg, "scheduler.warmup_steps"), _get(cfg, "trainer.log_every_n_steps")
+    if isinstance(warmup, int) and warmup > steps:
+        out.append(f"scheduler.warmup_steps={warmup} is longer than the whole run ({steps} optimizer steps): "
+                   f"the LR never reaches its peak; use scheduler.warmup_steps<={max(1, steps // 10)}")
+    if isinstance(every, int) and every > steps:
+        out.append(f"trainer.log_every_n_steps={every} > the run's {steps} optimizer steps: no per-step "
+                   "train/loss will be logged (curves.png shows epoch metrics); use "
+                   f"trainer.log_every_n_steps<={max(1, steps)}")
+    return out

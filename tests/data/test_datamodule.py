@@ -2,6 +2,8 @@
 batch-size checks, and the FrozenPhaseData contract the callbacks rely on."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -41,13 +43,29 @@ def test_transforms_follow_the_model_config(cfg_factory, model, size, mean):
     assert torch.allclose(out[0, :, size // 2, size // 2], expected, atol=1e-5)
 
 
+def _trainer_state(**state) -> SimpleNamespace:
+    """What on_after_batch_transfer reads of a trainer: its stage flags and loop counters."""
+    progress = SimpleNamespace(current=SimpleNamespace(ready=3, processed=1))
+    loop = SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=progress), epoch_progress=progress)
+    flags = {"training": False, "validating": False, "testing": False, **state}
+    return SimpleNamespace(fit_loop=loop, global_rank=0, precision="32-true", **flags)
+
+
 def test_validation_batches_never_augmented(cfg_factory):
+    """Inside a fit (trainer attached), validation batches get the eval transform while training
+    batches of the same images are augmented: the two branches are told apart."""
     cfg = cfg_factory("data.augment=jitter")
     dm = instantiate(cfg.data)
     dm.setup("fit")
-    x = dm.splits["val"].images[:4]
-    out1 = dm.on_after_batch_transfer((x, torch.zeros(4, dtype=torch.long), torch.arange(4)), 0)[0]  # no trainer
-    assert torch.equal(out1, dm.batch_transform(False)(x))
+    x, y = dm.splits["val"].images[:4], torch.zeros(4, dtype=torch.long)
+    dm.trainer = _trainer_state(validating=True)
+    val = dm.on_after_batch_transfer((x, y, torch.arange(4)), 0)[0]
+    dm.trainer = _trainer_state(training=True)
+    train = dm.on_after_batch_transfer((x, y, torch.arange(4)), 0)[0]
+    dm.trainer = None
+    plain = dm.batch_transform(False)(x)
+    assert torch.equal(val, plain)
+    assert not torch.allclose(train, plain)  # jitter changed them: this test can see augmentation
 
 
 def test_batch_size_larger_than_data_is_rejected():

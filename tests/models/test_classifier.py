@@ -55,11 +55,21 @@ def test_model_configs_match_the_backbones_pretrained_config(name):
 
 
 def test_compiled_model_checkpoint_keys_load_into_an_uncompiled_one():
-    compiled = tiny(compile=True)
+    """setup("fit") compiles the training step (dynamo, eager backend: fast); after a compiled step
+    the state dict still has plain keys and loads into an uncompiled model with the same logits."""
+    torch.manual_seed(0)
+    compiled = tiny(compile=True, compile_backend="eager", channels_last=False)
+    compiled.setup("fit")
+    assert compiled._step is not compiled._logits_and_loss  # compiled, not the plain function
+    x, y = torch.randn(2, 3, 32, 32), torch.tensor([0, 1])
+    logits, _ = compiled._step(x, y)
     keys = list(compiled.state_dict())
     assert not any("_orig_mod" in k for k in keys)
     plain = tiny(compile=False)
     plain.load_state_dict(compiled.state_dict(), strict=True)
+    compiled.eval()
+    plain.eval()
+    assert torch.allclose(plain(x), compiled(x))
 
 
 @pytest.mark.slow  # compiles 4 graphs: ~15 s

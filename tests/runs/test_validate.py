@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -46,3 +47,55 @@ def test_several_devices_without_a_gpu_are_refused_unless_cpu_is_explicit():
     with pytest.raises(ConfigError, match="trainer.devices=2 with trainer.accelerator=auto: no GPU was found"):
         validate_config(compose_config(["experiment=smoke", "trainer=default", "trainer.devices=2"]))
     validate_config(compose_config(["experiment=smoke", "trainer=ddp_cpu"]))  # explicit CPU processes: fine
+
+
+def test_every_shipped_config_uses_only_known_keys_and_an_unknown_one_is_one_line(tmp_path):
+    from cifar_ft.errors import ConfigError
+    from cifar_ft.runs.validate import validate_config
+    from tests.conftest import CONF_DIR, make_cfg
+
+    for group in ("model", "data", "strategy"):
+        for path in sorted((Path(CONF_DIR) / group).glob("*.yaml")):
+            if path.stem in ("base", "_base"):
+                continue
+            extra = ["data.root=/nonexistent"] if group == "data" and path.stem == "image_folder" else []
+            cfg = make_cfg([f"{group}={path.stem}", *extra], tmp_path / f"{group}-{path.stem}")
+            try:
+                validate_config(cfg)
+            except ConfigError as err:  # other checks (weights files, roots) may object; never to a key
+                assert "unknown" not in str(err), (group, path.stem, err)
+    cfg = make_cfg(["experiment=smoke", "+data.max_images=5"], tmp_path / "bad")
+    with pytest.raises(ConfigError, match=r"data.max_images: unknown data option .*Did you mean: max_cache_gb|"
+                                          r"data.max_images: unknown data option"):
+        validate_config(cfg)
+    cfg = make_cfg(["strategy=lora", "+strategy.ranks=4"], tmp_path / "bad2")
+    with pytest.raises(ConfigError, match=r"strategy.ranks: unknown strategy option for LoRA. Did you mean: rank"):
+        validate_config(cfg)
+
+
+def test_printed_config_keeps_long_lines_when_not_a_terminal(capsys, tmp_path):
+    from cifar_ft.runs.build import print_config
+    from tests.conftest import make_cfg
+
+    cfg = make_cfg(["experiment=smoke"], tmp_path / ("y" * 150))
+    print_config(cfg)
+    out = capsys.readouterr().out
+    assert f"dirpath: {tmp_path / ('y' * 150)}/checkpoints" in out  # whole, beyond 80 columns
+
+
+def test_a_run_shorter_than_its_warmup_or_logging_interval_is_told_and_still_gets_curves(cfg_factory, caplog):
+    import logging
+
+    from cifar_ft.runs.validate import short_run_warnings
+    from cifar_ft.train import train
+
+    cfg = cfg_factory("trainer.max_epochs=1", "callbacks.freeze.freeze_epochs=0", "data.train_size=96",
+                      "scheduler.warmup_steps=30", "trainer.log_every_n_steps=50")
+    warnings = short_run_warnings(cfg, 96)  # 96 images / 32 per batch = 3 steps
+    assert len(warnings) == 2 and "warmup_steps=30 is longer than the whole run (3 optimizer steps)" in warnings[0]
+    assert "log_every_n_steps=50 > the run's 3 optimizer steps" in warnings[1]
+    with caplog.at_level(logging.WARNING, logger="cifar_ft"):
+        train(cfg)
+    assert sum("longer than the whole run" in r.message for r in caplog.records) == 1
+    assert (Path(cfg.paths.output_dir) / "curves.png").is_file()  # epoch metrics, and a note for the rest
+    assert short_run_warnings(cfg_factory("trainer.max_epochs=5"), 480) == []
