@@ -132,3 +132,24 @@ class CollectiveLog(L.Callback):
         with open(f"{self.path}/collectives{trainer.global_rank}.json", "w") as f:
             json.dump({"calls": self.calls, "with_grad": sorted(self.with_grad), "trainable": trainable,
                        "head": sum(p.numel() for p in pl_module.head.parameters())}, f)
+
+
+class SignalDuringCache(L.Callback):
+    """Sends `signal` to this process (only on `rank`, if given) while the frozen-phase feature cache
+    reads its `batch`-th batch: a pre-emption in the middle of a phase without training steps."""
+
+    def __init__(self, batch: int = 2, signal: str = "SIGTERM", rank: int | None = None) -> None:
+        self.batch, self.signal, self.rank = batch, signal, rank
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        dm, helper = trainer.datamodule, self
+        ordered = dm.ordered_loader
+
+        def signalling(split):
+            for i, batch in enumerate(ordered(split)):
+                if i == helper.batch and helper.rank in (None, trainer.global_rank):
+                    print(f"signal sent at {__import__('time').time()}", flush=True)
+                    os.kill(os.getpid(), getattr(signal, helper.signal))
+                yield batch
+
+        dm.ordered_loader = signalling

@@ -13,6 +13,7 @@ import time
 import lightning as L
 import torch
 
+from cifar_ft.callbacks.stop_on_signal import stop_if_signalled, take_over_signals
 from cifar_ft.contracts import FinetunableModule, FrozenPhaseData
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,8 @@ def compute_features(trainer: L.Trainer, dm: FrozenPhaseData, module: Finetunabl
     was_training = module.backbone.training
     module.backbone.eval()
     with trainer.precision_plugin.forward_context():
-        for images, _, index in loader:
+        for batch_idx, (images, _, index) in enumerate(loader):
+            stop_if_signalled(trainer, f"the feature cache ({split})", batch_idx)  # SIGTERM: stop in seconds
             feats = module.features(transform(images.to(module.device, non_blocking=True)))
             if out is None:
                 out = torch.empty(dm.split_size(split), feats.shape[1], dtype=feats.dtype, device=feats.device)
@@ -47,6 +49,8 @@ def fill(trainer: L.Trainer, dm: FrozenPhaseData, module: FinetunableModule) -> 
     """Compute the train and val caches (once) and hand them to the datamodule."""
     start = time.perf_counter()
     todo = [s for s in SPLITS if s not in dm.cached_splits() and dm.split_size(s) > 0]
+    if todo:
+        take_over_signals(trainer)  # a SIGTERM during the cache stops the run within a batch
     for split in todo:
         dm.cache_features(split, compute_features(trainer, dm, module, split))
     if todo:

@@ -14,6 +14,9 @@ import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 log = logging.getLogger(__name__)
+# The signal our handlers received in this process (None: none): read by phases that run no training
+# steps (the feature cache, validation) through `stop_if_signalled`.
+_received: dict[str, str | None] = {"signal": None}
 
 
 class StopOnSignal(L.Callback):
@@ -45,9 +48,19 @@ class StopOnSignal(L.Callback):
         self._previous: dict[int, Any] = {}
         self._next_agreement = 0  # global step of the next DDP agreement
         self._last_agreement: tuple[int, float] | None = None  # (global step, monotonic time)
+        self._taken = False
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._signal = None
+        self.take_over(trainer)
+
+    def take_over(self, trainer: L.Trainer) -> None:
+        """Our handlers in place of Lightning's, once per fit: at train start, or earlier when a phase
+        without training steps (the feature cache, run by the freeze schedule's on_train_start)
+        begins first (`take_over_signals`)."""
+        if self._taken:
+            return
+        self._taken = True
+        self._signal = _received["signal"] = None
         n = self.agree_every or max(1, trainer.log_every_n_steps)
         self._next_agreement, self._last_agreement = (trainer.global_step // n + 1) * n, None
         loop = trainer.fit_loop.epoch_loop
@@ -66,7 +79,7 @@ class StopOnSignal(L.Callback):
     def _on_signal(self, signum: int, frame: Any) -> None:
         if self._signal is not None:
             raise KeyboardInterrupt  # asked twice: stop now
-        self._signal = signal.Signals(signum).name
+        self._signal = _received["signal"] = signal.Signals(signum).name
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,
                            batch_idx: int) -> None:
@@ -76,14 +89,21 @@ class StopOnSignal(L.Callback):
             stop = self._agree(trainer)
         else:
             return
-        if not stop:
-            return
-        trainer.save_checkpoint(self.path)  # every rank: the strategy writes once, then all sync
+        if stop:
+            self.stop(trainer, "training")
+
+    def stop(self, trainer: L.Trainer, phase: str) -> None:
+        """Save `last.ckpt` (every rank: the strategy writes once; nothing before the first step) and
+        raise the `SIGTERMException` that `cifar_ft.runs.entry` reports in one line."""
+        saved = trainer.global_step > 0
+        if saved:
+            trainer.save_checkpoint(self.path)
         name = self._signal or "SIGTERM"  # a rank that was not signalled itself follows the others
-        log.warning("%s at epoch %d, step %d: saved %s", name, trainer.current_epoch, trainer.global_step,
-                    self.path)
+        log.warning("%s during %s at epoch %d, step %d: %s", name, phase, trainer.current_epoch, trainer.global_step,
+                    f"saved {self.path}" if saved else "nothing to save yet (no training step done)")
         exc = SIGTERMException(128 + getattr(signal, name))
-        exc.checkpoint, exc.signal, exc.step = str(self.path), name, trainer.global_step
+        exc.checkpoint, exc.signal, exc.step = (str(self.path) if saved else None), name, trainer.global_step
+        exc.phase = phase
         raise exc
 
     def _agree(self, trainer: L.Trainer) -> bool:
@@ -109,9 +129,39 @@ class StopOnSignal(L.Callback):
             for number, handler in self._previous.items():
                 signal.signal(number, handler)
         self._previous = {}
+        self._taken = False
 
 
 _LIGHTNING_SIGTERM_BROADCAST = "_broadcast_sigterm_tensor"
+
+
+def _stopper(trainer: L.Trainer) -> StopOnSignal | None:
+    return next((c for c in trainer.callbacks if isinstance(c, StopOnSignal)), None)
+
+
+def take_over_signals(trainer: L.Trainer) -> None:
+    """Before a long phase without training steps: SIGTERM/SIGINT are handled by StopOnSignal from now."""
+    stopper = _stopper(trainer)
+    if stopper is not None:
+        stopper.take_over(trainer)
+
+
+def stop_if_signalled(trainer: L.Trainer, phase: str, batch_idx: int, agree_every: int = 8) -> None:
+    """For phases without training steps (the feature cache): stop the run if a signal arrived.
+    Single process: checked at every batch. Under DDP every rank calls this at the same batches (each
+    computes the whole split), and every `agree_every`-th batch the ranks agree (one 1-element
+    all-reduce), so a signal to one rank stops them all, at the same batch."""
+    signalled = _received["signal"] is not None
+    if trainer.world_size > 1:
+        if batch_idx % agree_every:
+            return
+        flag = torch.tensor([float(signalled)], device=trainer.strategy.root_device)
+        signalled = trainer.strategy.reduce(flag, reduce_op="max").item() > 0
+    if not signalled:
+        return
+    stopper = _stopper(trainer)
+    if stopper is not None:
+        stopper.stop(trainer, phase)
 
 
 def _no_sigterm_broadcast() -> None:

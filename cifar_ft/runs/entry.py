@@ -200,6 +200,9 @@ def _report_stop(exc: BaseException) -> NoReturn:
         run_dir = Path(ckpt).parent.parent
         print(f"stopped by {name} at step {getattr(exc, 'step', '?')}: saved {ckpt}; continue with the same "
               f"command plus ckpt_path=last hydra.run.dir={run_dir}", file=sys.stderr)
+    elif getattr(exc, "phase", None):
+        print(f"stopped by {name} during {exc.phase}, before the first training step: nothing to save yet; "
+              "run the same command again to start over", file=sys.stderr)
     else:
         print(f"stopped by {name}; no checkpoint written (not fitting)", file=sys.stderr)
     sys.exit(128 + getattr(signal, name, signal.SIGTERM))
