@@ -89,7 +89,7 @@ def test_a_run_shorter_than_its_warmup_or_logging_interval_is_told_and_still_get
     from cifar_ft.runs.validate import short_run_warnings
     from cifar_ft.train import train
 
-    cfg = cfg_factory("trainer.max_epochs=1", "callbacks.freeze.freeze_epochs=0", "data.train_size=96",
+    cfg = cfg_factory("trainer.max_epochs=1", "callbacks.freeze.freeze_epochs=0", "data.train_size=176",
                       "scheduler.warmup_steps=30", "trainer.log_every_n_steps=50")
     warnings = short_run_warnings(cfg, 96)  # 96 images / 32 per batch = 3 steps
     assert len(warnings) == 2 and "warmup_steps=30 is longer than the whole run (3 optimizer steps)" in warnings[0]
