@@ -76,8 +76,13 @@ def load_classifier(path: str, trust: bool = False) -> ImageClassifier:
     refuse_unsafe(path, "ckpt_path", trust)
     small = BASE_KEY in load_torch_file(path, "ckpt_path", trust)
     overrides = {} if small else {"pretrained": False}
-    return ImageClassifier.load_from_checkpoint(path, map_location="cpu", compile=False, weights_only=not trust,
-                                                **overrides)
+    model = ImageClassifier.load_from_checkpoint(path, map_location="cpu", compile=False, weights_only=not trust,
+                                                 **overrides)
+    bad = [n for n, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:  # a diverged or corrupted model would print nan probabilities or export a NaN model
+        raise ConfigError(f"ckpt_path={path!r} holds non-finite weights (NaN/inf) in {len(bad)} tensor(s), "
+                          f"e.g. {bad[0]}; use an earlier checkpoint of the run")
+    return model
 
 
 def check_classes(ckpt_names: list[str], data_names: list[str], path: str) -> None:

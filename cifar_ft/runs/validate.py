@@ -6,7 +6,9 @@ limits, and cheap checks of what the config points at (files exist and load with
 directory (so a typo writes nothing); each command runs it again on the config it is given."""
 from __future__ import annotations
 
+import math
 import numbers
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,8 @@ _MISSING = object()
 
 
 def _number(v: Any) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+    """A finite real number (not a boolean: `true` is no count; not inf/nan: no valid LR is)."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _int(lo: int) -> tuple[Callable[[Any], bool], str]:
@@ -65,11 +68,14 @@ FRACTION = _range(0.0, 1.0, hi_open=True)
 COUNT_OR_FRACTION = (_count_or_fraction, "an image count >= 0 or a fraction in (0, 1)")
 SCALE_RANGE = ((lambda v: isinstance(v, (list, tuple, ListConfig)) and len(v) == 2
                 and all(_number(x) for x in v) and 0 < v[0] <= v[1] <= 1), "[low, high] with 0 < low <= high <= 1")
-MAX_EPOCHS = ((lambda v: isinstance(v, int) and (v >= 1 or v == -1)), "an integer >= 1 (or -1: no limit)")
+MAX_EPOCHS = ((lambda v: isinstance(v, int) and not isinstance(v, bool) and (v >= 1 or v == -1)),
+              "an integer >= 1 (or -1: no limit)")
+SEED = ((lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**32), "an integer in [0, 2**32)")
 
 # config key -> (valid(value), what is valid); keys absent from a command's config are skipped
 RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "seed": _int(0),
+    "seed": SEED, "data.image_size": _optional(_int(1)), "scheduler.patience": _int(0),
+    "trainer.num_sanity_val_steps": _int(-1),
     "optimizer.lr": POSITIVE, "optimizer.weight_decay": NON_NEGATIVE, "optimizer.momentum": FRACTION,
     "scheduler.warmup_steps": _int(0), "scheduler.min_lr_ratio": _range(0.0, 1.0),
     "model.input_size": _int(16), "model.batch_size": _int(1), "model.backbone_lr_mult": NON_NEGATIVE,
@@ -153,6 +159,16 @@ def validate_config(cfg: DictConfig) -> None:
     _check_targets(cfg)
     for node in ("data", "model", "strategy"):
         _check_known_keys(cfg, node)
+    _check_regexes(cfg)
+
+
+def _check_regexes(cfg: DictConfig) -> None:
+    patterns = _get(cfg, "callbacks.freeze.groups")
+    for pattern in patterns if isinstance(patterns, (list, ListConfig)) else []:
+        try:
+            re.compile(str(pattern))
+        except re.error as err:
+            raise ConfigError(f"callbacks.freeze.groups: {str(pattern)!r} is not a valid regex ({err})") from None
 
 
 def _accepted(target: str) -> set[str] | None:

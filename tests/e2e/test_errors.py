@@ -54,6 +54,12 @@ def test_unwritable_paths_output_dir_fails_before_training(cfg_factory, tmp_path
 BAD_INPUTS = [
     ("train", ["optimizer.lr=-1"], "optimizer.lr=-1"),
     ("train", ["strategy=lora", "strategy.rank=0"], "strategy.rank=0"),
+    ("train", ["optimizer.lr=inf"], "optimizer.lr=inf"),
+    ("train", ["seed=4294967296"], "seed=4294967296"),
+    ("train", ["trainer.max_epochs=true"], "trainer.max_epochs=True"),
+    ("train", ["trainer.num_sanity_val_steps=-3"], "trainer.num_sanity_val_steps=-3"),
+    ("train", ["data=image_folder", "data.root=.", "data.image_size=0"], "data.image_size=0"),
+    ("train", ["callbacks.freeze.groups=['blocks[']"], "callbacks.freeze.groups"),
     ("train", ["strategy=lora", "strategy.targets=attention"], "strategy.targets='attention'"),
     ("train", ["strategy=vpt", "strategy.tokens=0"], "strategy.tokens=0"),
     ("train", ["strategy=lorra"], "strategy"),

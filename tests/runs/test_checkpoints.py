@@ -80,3 +80,21 @@ def test_checkpoint_killed_while_writing_leaves_the_previous_one_loadable(tmp_pa
     plain = tmp_path / "plain" / "last.ckpt"
     plain.parent.mkdir()
     assert kill_while_writing(plain, "plain").startswith("unloadable")
+
+
+def test_a_checkpoint_with_non_finite_weights_is_refused_in_one_line(cfg_factory, tmp_path):
+    import torch
+
+    from cifar_ft.errors import ConfigError
+    from cifar_ft.runs.checkpoints import load_classifier
+    from cifar_ft.train import train
+
+    cfg = cfg_factory("trainer.max_epochs=1", "callbacks.freeze.freeze_epochs=0", "data.train_size=176")
+    train(cfg)
+    ckpt_path = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(ckpt_path, weights_only=True)
+    ckpt["state_dict"]["head.weight"][0, 0] = float("nan")
+    torch.save(ckpt, tmp_path / "nan.ckpt")
+    load_classifier(str(ckpt_path))  # the good one loads
+    with pytest.raises(ConfigError, match=r"non-finite weights \(NaN/inf\) in 1 tensor\(s\), e.g. head.weight"):
+        load_classifier(str(tmp_path / "nan.ckpt"))
