@@ -35,7 +35,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     datamodule = instantiate(cfg.data)
     check_classes(hparams["class_names"], datamodule.class_names, cfg.ckpt_path)
     split = check_test_split(ckpt, datamodule, given, bool(cfg.get("allow_train_overlap", False)))
-    model = load_classifier(cfg.ckpt_path, trust)
+    model = load_classifier(cfg.ckpt_path, trust, ckpt)
     if cfg.get("tta"):
         model.hparams.tta = cfg.tta
     print_config(cfg)

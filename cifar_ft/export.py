@@ -31,7 +31,7 @@ def export(cfg: DictConfig) -> list[Path]:
     hp, prep = dict(ckpt["hyper_parameters"]), ckpt.get("preprocessing") or {}
     out = Path(cfg.out) if cfg.get("out") else Path(cfg.paths.output_dir) / fmt
     check_out(out, bool(cfg.get("overwrite", False)))
-    model = load_classifier(cfg.ckpt_path, trust).eval()
+    model = load_classifier(cfg.ckpt_path, trust, ckpt).eval()
     info = ExportInfo(class_names=list(hp["class_names"]), input_size=int(hp["input_size"]),
                       mean=list(hp["mean"]), std=list(hp["std"]),
                       eval_crop_pct=float(prep.get("eval_crop_pct", 1.0)),

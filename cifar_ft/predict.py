@@ -116,7 +116,7 @@ def predict(cfg: DictConfig) -> list[dict]:
                                          cfg.on_bad_image)
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
                           else "cpu" if cfg.device == "auto" else cfg.device)
-    model = load_classifier(cfg.ckpt_path, trust)
+    model = load_classifier(cfg.ckpt_path, trust, ckpt)
     transform = BatchTransform(hp["input_size"], hp["mean"], hp["std"], train=False, preset="none",
                                eval_crop_pct=float(prep.get("eval_crop_pct", 1.0)))
     probs = classify(model, images, transform, int(cfg.batch_size), device, cfg.get("tta"))

@@ -14,9 +14,6 @@ import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 log = logging.getLogger(__name__)
-# The signal our handlers received in this process (None: none): read by phases that run no training
-# steps (the feature cache, validation) through `stop_if_signalled`.
-_received: dict[str, str | None] = {"signal": None}
 
 
 class StopOnSignal(L.Callback):
@@ -60,7 +57,7 @@ class StopOnSignal(L.Callback):
         if self._taken:
             return
         self._taken = True
-        self._signal = _received["signal"] = None
+        self._signal = None
         n = self.agree_every or max(1, trainer.log_every_n_steps)
         self._next_agreement, self._last_agreement = (trainer.global_step // n + 1) * n, None
         loop = trainer.fit_loop.epoch_loop
@@ -76,10 +73,15 @@ class StopOnSignal(L.Callback):
                 number = getattr(signal, name)
                 self._previous[number] = signal.signal(number, self._on_signal)
 
+    @property
+    def signalled(self) -> bool:
+        """Whether this process received SIGTERM/SIGINT since our handlers took over."""
+        return self._signal is not None
+
     def _on_signal(self, signum: int, frame: Any) -> None:
         if self._signal is not None:
             raise KeyboardInterrupt  # asked twice: stop now
-        self._signal = _received["signal"] = signal.Signals(signum).name
+        self._signal = signal.Signals(signum).name
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,
                            batch_idx: int) -> None:
@@ -151,16 +153,16 @@ def stop_if_signalled(trainer: L.Trainer, phase: str, batch_idx: int, agree_ever
     Single process: checked at every batch. Under DDP every rank calls this at the same batches (each
     computes the whole split), and every `agree_every`-th batch the ranks agree (one 1-element
     all-reduce), so a signal to one rank stops them all, at the same batch."""
-    signalled = _received["signal"] is not None
+    stopper = _stopper(trainer)
+    if stopper is None:  # the same on every rank: one config
+        return
+    signalled = stopper.signalled
     if trainer.world_size > 1:
         if batch_idx % agree_every:
             return
         flag = torch.tensor([float(signalled)], device=trainer.strategy.root_device)
         signalled = trainer.strategy.reduce(flag, reduce_op="max").item() > 0
-    if not signalled:
-        return
-    stopper = _stopper(trainer)
-    if stopper is not None:
+    if signalled:
         stopper.stop(trainer, phase)
 
 

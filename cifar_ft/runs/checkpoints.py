@@ -70,11 +70,12 @@ def read_checkpoint(path: str, trust: bool = False) -> dict:
     return ckpt
 
 
-def load_classifier(path: str, trust: bool = False) -> ImageClassifier:
+def load_classifier(path: str, trust: bool = False, ckpt: dict | None = None) -> ImageClassifier:
     """The model of one of our checkpoints, on the CPU. Built without pretrained weights, unless the
-    checkpoint is a small one (cifar_ft.strategies.checkpoint): its base weights come from there."""
+    checkpoint is a small one (cifar_ft.strategies.checkpoint): its base weights come from there.
+    `ckpt`: the file's contents when the caller has read them already (`read_checkpoint`)."""
     refuse_unsafe(path, "ckpt_path", trust)
-    small = BASE_KEY in load_torch_file(path, "ckpt_path", trust)
+    small = BASE_KEY in (ckpt if ckpt is not None else load_torch_file(path, "ckpt_path", trust))
     overrides = {} if small else {"pretrained": False}
     model = ImageClassifier.load_from_checkpoint(path, map_location="cpu", compile=False, weights_only=not trust,
                                                  **overrides)

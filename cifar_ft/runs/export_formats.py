@@ -67,12 +67,12 @@ class Traced(nn.Module):
 
 
 def traceable(model: ImageClassifier) -> nn.Module:
+    """The plain timm model where the strategy has a merged form, else backbone + head as trained."""
     try:
-        return to_timm(model)
-    except ConfigError:
-        if model.strategy.name != "vpt":
-            raise
+        merged = model.strategy.merged(model.backbone)
+    except ConfigError:  # the strategy changes the architecture (vpt)
         return Traced(model).eval()
+    return to_timm(model, merged)
 
 
 def export_timm(model: ImageClassifier, out: Path, info: ExportInfo) -> list[Path]:

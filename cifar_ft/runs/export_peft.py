@@ -28,8 +28,8 @@ def export_adapter(model: ImageClassifier, out: Path, info) -> list[Path]:
                           f"strategy={strategy.name} (export it with format=timm|onnx|torch_export)")
     from peft import get_peft_model
 
-    files = write_timm(to_timm(model, strategy.base(model.backbone)), out / "base", info)
     net = to_timm(model, strategy.base(model.backbone))
+    files = write_timm(net, out / "base", info)  # before get_peft_model injects adapters into `net`
     slot = net.pretrained_cfg["classifier"]
     peft_model = get_peft_model(net, strategy.peft_config(modules_to_save=[slot]))
     peft_model.peft_config["default"].base_model_name_or_path = str(model.hparams.backbone)

@@ -37,8 +37,12 @@ def _number(v: Any) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)  # `true` is no count
+
+
 def _int(lo: int) -> tuple[Callable[[Any], bool], str]:
-    return (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= lo), f"an integer >= {lo}"
+    return (lambda v: _is_int(v) and v >= lo), f"an integer >= {lo}"
 
 
 def _range(lo: float, hi: float, lo_open: bool = False, hi_open: bool = False) -> tuple[Callable, str]:
@@ -52,7 +56,7 @@ def _optional(rule: tuple[Callable, str]) -> tuple[Callable, str]:
 
 
 def _count_or_fraction(v: Any) -> bool:
-    return (isinstance(v, int) and not isinstance(v, bool) and v >= 0) or (_number(v) and 0 < v < 1)
+    return (_is_int(v) and v >= 0) or (_number(v) and 0 < v < 1)
 
 
 def _triple(positive: bool) -> tuple[Callable, str]:
@@ -68,9 +72,8 @@ FRACTION = _range(0.0, 1.0, hi_open=True)
 COUNT_OR_FRACTION = (_count_or_fraction, "an image count >= 0 or a fraction in (0, 1)")
 SCALE_RANGE = ((lambda v: isinstance(v, (list, tuple, ListConfig)) and len(v) == 2
                 and all(_number(x) for x in v) and 0 < v[0] <= v[1] <= 1), "[low, high] with 0 < low <= high <= 1")
-MAX_EPOCHS = ((lambda v: isinstance(v, int) and not isinstance(v, bool) and (v >= 1 or v == -1)),
-              "an integer >= 1 (or -1: no limit)")
-SEED = ((lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**32), "an integer in [0, 2**32)")
+MAX_EPOCHS = ((lambda v: _is_int(v) and (v >= 1 or v == -1)), "an integer >= 1 (or -1: no limit)")
+SEED = ((lambda v: _is_int(v) and 0 <= v < 2**32), "an integer in [0, 2**32)")
 
 # config key -> (valid(value), what is valid); keys absent from a command's config are skipped
 RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
