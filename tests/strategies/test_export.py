@@ -31,7 +31,7 @@ print(json.dumps(out))
 """
 
 
-@pytest.mark.parametrize("use_dora", [False, True], ids=["lora", "dora"])
+@pytest.mark.parametrize("use_dora", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["lora", "dora"])
 def test_merged_export_and_peft_folder_give_our_logits_in_plain_timm_and_peft(tmp_path, use_dora):
     torch.manual_seed(0)
     model = ImageClassifier("vit_tiny_patch16_224", num_classes=10, pretrained=False, input_size=32,

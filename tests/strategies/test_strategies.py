@@ -70,6 +70,7 @@ def test_full_changes_every_backbone_tensor(cfg_factory):
                                          Weights.start[k].dtype == torch.long} | bn_buffers(Weights.start)
 
 
+@pytest.mark.slow  # two ViT runs: ~15 s (the default suite keeps the test_resnet ones)
 @pytest.mark.parametrize("strategy,marker", [("vpt", "blocks.prompt"), ("lora", ".lora_")])
 def test_vit_strategy_changes_exactly_its_parameters(cfg_factory, strategy, marker):
     got = changed(cfg_factory, *VIT, f"strategy={strategy}")
