@@ -10,6 +10,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import RichProgressBar
 from omegaconf import DictConfig, open_dict
 
+from cifar_ft.callbacks.stop_on_signal import StopOnSignal
 from cifar_ft.runs.artifacts import git_commit, to_float_dict, write_metrics, write_test_predictions
 from cifar_ft.runs.build import build_trainer, print_config
 from cifar_ft.runs.checkpoints import check_classes, load_classifier, read_checkpoint
@@ -40,7 +41,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         model.hparams.tta = cfg.tta
     print_config(cfg)
     bar = [RichProgressBar()] if cfg.trainer.get("enable_progress_bar", True) else []
-    trainer: L.Trainer = build_trainer(cfg.trainer, bar, [])
+    stop = StopOnSignal(str(Path(cfg.paths.output_dir) / "checkpoints"))  # SIGTERM: stop after the batch
+    trainer: L.Trainer = build_trainer(cfg.trainer, [*bar, stop], [])
     trainer.test(model, datamodule=datamodule)
     metrics = {k: v for k, v in to_float_dict(trainer.callback_metrics).items() if k.startswith("test/")}
     metrics.update({"ckpt_path": str(Path(cfg.ckpt_path).resolve()), "tta": model.hparams.tta,

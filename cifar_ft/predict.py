@@ -23,6 +23,8 @@ log = logging.getLogger("cifar_ft")
 
 def find_images(inputs: list[str]) -> list[Path]:
     """Files as given, directories searched recursively for image suffixes; each path once, in order."""
+    if not inputs:
+        raise ConfigError("inputs=[] names no image; give image files and/or folders, e.g. inputs=[cat.jpg,photos/]")
     found: list[Path] = []
     for item in inputs:
         path = Path(item).expanduser()
@@ -103,6 +105,13 @@ def print_table(rows: list[dict]) -> None:
     Console(width=max(120, 30 + 22 * k)).print(table)
 
 
+def resolve_device(value: str) -> torch.device:
+    """`auto`: cuda if available, else cpu; any other value was checked by validate_config."""
+    if value == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(value)
+
+
 def predict(cfg: DictConfig) -> list[dict]:
     validate_config(cfg)
     check_choice("on_bad_image", cfg.on_bad_image, BAD_IMAGE_POLICIES)
@@ -114,8 +123,7 @@ def predict(cfg: DictConfig) -> list[dict]:
     inputs = list(cfg.inputs) if isinstance(cfg.inputs, (list, ListConfig)) else [str(cfg.inputs)]
     paths, images, skipped = load_images(find_images(inputs), int(prep.get("image_size") or hp["input_size"]),
                                          cfg.on_bad_image)
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
-                          else "cpu" if cfg.device == "auto" else cfg.device)
+    device = resolve_device(str(cfg.device))
     model = load_classifier(cfg.ckpt_path, trust, ckpt)
     transform = BatchTransform(hp["input_size"], hp["mean"], hp["std"], train=False, preset="none",
                                eval_crop_pct=float(prep.get("eval_crop_pct", 1.0)))

@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from cifar_ft.runs.artifacts import ensure_writable, run_facts, to_float_dict, write_metrics, write_test_artifacts
 from cifar_ft.runs.build import build_callbacks, build_loggers, build_trainer, log_hparams, print_config
-from cifar_ft.runs.checkpoints import resolve_ckpt, resume_target
+from cifar_ft.runs.checkpoints import refuse_finished, resolve_ckpt, resume_target
 from cifar_ft.runs.entry import command, in_multirun
 from cifar_ft.runs.provenance import RecordData, record
 from cifar_ft.runs.validate import short_run_warnings, validate_config
@@ -39,12 +39,15 @@ def train(cfg: DictConfig) -> float | None:
         if attempt.action == "skip":
             return attempt.result
         resume = resume or attempt.action == "resume"
+    trust = bool(cfg.get("trust_checkpoint", False))
+    ckpt_path = resolve_ckpt(resume_target(cfg.get("ckpt_path"), resume), output_dir, trust)
+    if ckpt_path is not None:
+        refuse_finished(ckpt_path, output_dir, cfg.trainer.get("max_epochs"), cfg.trainer.get("max_steps"))
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")  # data problems (missing folders, batch larger than the data) come first
     for warning in short_run_warnings(cfg, datamodule.split_size("train")):
         log.warning(warning)
     L.seed_everything(cfg.seed, workers=True)
-    trust = bool(cfg.get("trust_checkpoint", False))
     model = instantiate(cfg.model, num_classes=datamodule.num_classes, class_names=datamodule.class_names,
                         optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler),
                         strategy=instantiate(cfg.get("strategy")), trust_weights=trust)
@@ -56,7 +59,6 @@ def train(cfg: DictConfig) -> float | None:
     trainer = build_trainer(cfg.trainer, [*callbacks, *pruning, RecordData(provenance)], loggers)
     log_hparams(loggers, cfg, [cfg.optimized_metric, "test/acc", "test/f1_macro", "model/trainable_pct",
                                "model/peak_memory_mb"])
-    ckpt_path = resolve_ckpt(resume_target(cfg.get("ckpt_path"), resume), output_dir, trust)
     fit_start = time.time()
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=not trust)
     fit_time = time.time() - fit_start

@@ -72,6 +72,27 @@ class SignalAt(L.Callback):
             os.kill(os.getpid(), getattr(signal, self.signal))
 
 
+class SignalInPhase(L.Callback):
+    """Sends `signal` to this process (only on `rank`, if given) as batch `batch` of `phase`
+    ("validation": fit's validation in epoch `epoch`, not the sanity check; "test": any test) starts."""
+
+    def __init__(self, phase: str, batch: int = 0, epoch: int = 0, signal: str = "SIGTERM",
+                 rank: int | None = None) -> None:
+        self.phase, self.batch, self.epoch, self.signal, self.rank = phase, batch, epoch, signal, rank
+
+    def _maybe(self, trainer: L.Trainer, phase: str, batch_idx: int) -> None:
+        if (phase == self.phase and batch_idx == self.batch and (phase == "test" or trainer.current_epoch == self.epoch)
+                and not trainer.sanity_checking and self.rank in (None, trainer.global_rank)):
+            print(f"signal sent at {__import__('time').time()}", flush=True)
+            os.kill(os.getpid(), getattr(signal, self.signal))
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._maybe(trainer, "validation", batch_idx)
+
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._maybe(trainer, "test", batch_idx)
+
+
 class PoisonAt(L.Callback):
     """Before optimizer step `step`: NaN into the head weights, or raise an out-of-memory error."""
 

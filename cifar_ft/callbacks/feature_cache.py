@@ -12,6 +12,7 @@ import time
 
 import lightning as L
 import torch
+from tqdm.auto import tqdm
 
 from cifar_ft.callbacks.stop_on_signal import stop_if_signalled, take_over_signals
 from cifar_ft.contracts import FinetunableModule, FrozenPhaseData
@@ -29,8 +30,11 @@ def compute_features(trainer: L.Trainer, dm: FrozenPhaseData, module: Finetunabl
     out: torch.Tensor | None = None
     was_training = module.backbone.training
     module.backbone.eval()
+    shown = trainer.is_global_zero and trainer.progress_bar_callback is not None
+    bar = tqdm(loader, desc=f"[freeze] caching {split} features", unit="batch", leave=False, dynamic_ncols=True,
+               disable=None if shown else True)  # None: on a terminal only (a log file gets the summary line)
     with trainer.precision_plugin.forward_context():
-        for batch_idx, (images, _, index) in enumerate(loader):
+        for batch_idx, (images, _, index) in enumerate(bar):
             stop_if_signalled(trainer, f"the feature cache ({split})", batch_idx)  # SIGTERM: stop in seconds
             feats = module.features(transform(images.to(module.device, non_blocking=True)))
             if out is None:
@@ -45,10 +49,23 @@ def cache_bytes(dm: FrozenPhaseData, module: FinetunableModule) -> int:
     return sum(dm.split_size(s) for s in SPLITS) * module.backbone.num_features * 4
 
 
+def whole_epochs(trainer: L.Trainer, split: str) -> bool:
+    """Whether the trainer runs every batch of `split` each epoch (`trainer.limit_{split}_batches` at
+    1.0, Lightning's default). With a limit only a few batches run: a cache of the whole split would
+    cost more backbone passes than it saves (`debug=limit` must stay fast on real models)."""
+    limit = getattr(trainer, f"limit_{split}_batches")
+    return isinstance(limit, float) and limit >= 1.0
+
+
 def fill(trainer: L.Trainer, dm: FrozenPhaseData, module: FinetunableModule) -> None:
-    """Compute the train and val caches (once) and hand them to the datamodule."""
+    """Compute the train and val caches (once, for the splits run whole) and hand them to the datamodule."""
     start = time.perf_counter()
     todo = [s for s in SPLITS if s not in dm.cached_splits() and dm.split_size(s) > 0]
+    limited = [s for s in todo if not whole_epochs(trainer, s)]
+    if limited:
+        log.info("[freeze] no feature cache for %s: trainer.limit_*_batches runs part of each epoch, the backbone "
+                 "runs per batch instead", limited)
+        todo = [s for s in todo if s not in limited]
     if todo:
         take_over_signals(trainer)  # a SIGTERM during the cache stops the run within a batch
     for split in todo:

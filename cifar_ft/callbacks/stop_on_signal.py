@@ -1,5 +1,5 @@
-"""SIGTERM (a cluster pre-empting the job) or SIGINT (Ctrl+C): finish the current optimizer step,
-write `last.ckpt` and end the run; `ckpt_path=last` then continues it mid-epoch, exactly."""
+"""SIGTERM (a cluster pre-empting the job) or SIGINT (Ctrl+C): finish the current optimizer step (or
+evaluation batch), write `last.ckpt` and end the run; `ckpt_path=last` then continues it, exactly."""
 from __future__ import annotations
 
 import logging
@@ -33,7 +33,15 @@ class StopOnSignal(L.Callback):
     deadlock DDP ranks that are signalled at different moments; and since they replace it, they also
     switch off the flag Lightning (2.6) broadcasts from rank 0 and reads back (`.item()`) before
     every training batch under DDP: a collective and a host sync per step, for a flag that our
-    handlers never set."""
+    handlers never set.
+
+    Phases without training steps stop within one batch too (under DDP: within `agree_every` = 8
+    batches, where the ranks agree; every rank runs the same batches): the feature cache (via
+    `stop_if_signalled`), the sanity check, validation and test. A stop during fit's validation saves
+    `last.ckpt` recorded as "validation started, no batch done" (the metric state of a partial
+    validation is not in a checkpoint), so `ckpt_path=last` runs that validation again from its first
+    batch and the resumed run ends as the uninterrupted one. A stop during the test (after fit, or in
+    `cifar_ft.eval`) has nothing to save: the run's checkpoints are already written."""
 
     SIGNALS = ("SIGTERM", "SIGINT")
 
@@ -49,6 +57,20 @@ class StopOnSignal(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.take_over(trainer)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.take_over(trainer)  # the sanity check runs before on_train_start
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.take_over(trainer)
+
+    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,
+                                batch_idx: int, dataloader_idx: int = 0) -> None:
+        stop_if_signalled(trainer, "the sanity check" if trainer.sanity_checking else "validation", batch_idx)
+
+    def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,
+                          batch_idx: int, dataloader_idx: int = 0) -> None:
+        stop_if_signalled(trainer, "the test", batch_idx)
 
     def take_over(self, trainer: L.Trainer) -> None:
         """Our handlers in place of Lightning's, once per fit: at train start, or earlier when a phase
@@ -97,15 +119,18 @@ class StopOnSignal(L.Callback):
     def stop(self, trainer: L.Trainer, phase: str) -> None:
         """Save `last.ckpt` (every rank: the strategy writes once; nothing before the first step) and
         raise the `SIGTERMException` that `cifar_ft.runs.entry` reports in one line."""
-        saved = trainer.global_step > 0
+        saved = trainer.state.fn == "fit" and trainer.global_step > 0
         if saved:
+            if trainer.validating and not trainer.sanity_checking:
+                _rewind_validation(trainer)
             trainer.save_checkpoint(self.path)
         name = self._signal or "SIGTERM"  # a rank that was not signalled itself follows the others
         log.warning("%s during %s at epoch %d, step %d: %s", name, phase, trainer.current_epoch, trainer.global_step,
-                    f"saved {self.path}" if saved else "nothing to save yet (no training step done)")
+                    f"saved {self.path}" if saved else "nothing to save" if trainer.state.fn != "fit"
+                    else "nothing to save yet (no training step done)")
         exc = SIGTERMException(128 + getattr(signal, name))
         exc.checkpoint, exc.signal, exc.step = (str(self.path) if saved else None), name, trainer.global_step
-        exc.phase = phase
+        exc.phase, exc.fitting = phase, trainer.state.fn == "fit"
         raise exc
 
     def _agree(self, trainer: L.Trainer) -> bool:
@@ -124,6 +149,9 @@ class StopOnSignal(L.Callback):
             intervals = int(self.max_delay_s / (per_step * n)) if per_step else 1
             self._next_agreement = step + n * max(1, min(1000, intervals))
         return signalled > 0
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self.teardown(trainer, pl_module, "")  # a stop (or a crash) leaves the process's handlers as it found them
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         vars(trainer.fit_loop.epoch_loop).pop("_broadcast_sigterm_tensor", None)
@@ -149,7 +177,7 @@ def take_over_signals(trainer: L.Trainer) -> None:
 
 
 def stop_if_signalled(trainer: L.Trainer, phase: str, batch_idx: int, agree_every: int = 8) -> None:
-    """For phases without training steps (the feature cache): stop the run if a signal arrived.
+    """For phases without training steps (feature cache, validation, test): stop if a signal arrived.
     Single process: checked at every batch. Under DDP every rank calls this at the same batches (each
     computes the whole split), and every `agree_every`-th batch the ranks agree (one 1-element
     all-reduce), so a signal to one rank stops them all, at the same batch."""
@@ -164,6 +192,17 @@ def stop_if_signalled(trainer: L.Trainer, phase: str, batch_idx: int, agree_ever
         signalled = trainer.strategy.reduce(flag, reduce_op="max").item() > 0
     if signalled:
         stopper.stop(trainer, phase)
+
+
+def _rewind_validation(trainer: L.Trainer) -> None:
+    """Record fit's current validation as started, no batch processed: the state in which Lightning
+    (>= 2.2, `_EvaluationLoop.restarted_mid_evaluation`) runs it again on resume, from its first batch.
+    Only the loop's public progress counters change (`batch_progress`: total and current)."""
+    progress = trainer.fit_loop.epoch_loop.val_loop.batch_progress
+    before = progress.total.completed - progress.current.completed  # batches of earlier validations
+    for counters, base in ((progress.total, before), (progress.current, 0)):
+        counters.ready = counters.started = base + 1
+        counters.processed = counters.completed = base
 
 
 def _no_sigterm_broadcast() -> None:

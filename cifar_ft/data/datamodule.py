@@ -143,7 +143,7 @@ class ImageDataModule(L.LightningDataModule):
         """Every image of `split` once, in index order, un-augmented (for feature caching)."""
         ds = self._dataset(split, False)
         return DataLoader(ds, batch_size=self.eval_batch_size, shuffle=False, num_workers=self._workers(ds),
-                          collate_fn=collate_batch, pin_memory=self._pin(ds))
+                          collate_fn=collate_batch, pin_memory=self._pin(ds), generator=self._own_generator())
 
     def eval_transform(self) -> BatchTransform:
         return self.batch_transform(False)
@@ -153,6 +153,13 @@ class ImageDataModule(L.LightningDataModule):
         return {"image_size": self.stored_size, "eval_crop_pct": float(self.eval_crop_pct)}
 
     # ---- loaders -------------------------------------------------------------------------
+    def _own_generator(self) -> torch.Generator:
+        """For loaders that do not shuffle: a DataLoader draws its workers' base seed from the global
+        RNG at every `iter()` unless it has a generator. With one of its own, validation, test and the
+        feature cache never move the training's random stream, so a run's result does not depend on
+        how often it validates, and a stop during validation resumes exactly (callbacks/stop_on_signal.py)."""
+        return torch.Generator().manual_seed(self.seed)
+
     @staticmethod
     def _pin(ds: Dataset) -> bool:
         data = getattr(ds, "data", None)
@@ -176,7 +183,8 @@ class ImageDataModule(L.LightningDataModule):
         common = dict(num_workers=workers, collate_fn=collate_batch, pin_memory=self._pin(ds),
                       persistent_workers=workers > 0)
         if not train:
-            return DataLoader(ds, batch_size=self.eval_batch_size, shuffle=False, **common)
+            return DataLoader(ds, batch_size=self.eval_batch_size, shuffle=False, generator=self._own_generator(),
+                              **common)
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
         # Resumable mid-epoch; sharded across DDP ranks by the sampler itself.
         loader = ResumableLoader(ds, batch_size=self.batch_size, drop_last=True,

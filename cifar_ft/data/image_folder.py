@@ -10,6 +10,7 @@ import functools
 import io
 import logging
 import zipfile
+import zlib
 from pathlib import Path
 
 import torch
@@ -26,19 +27,38 @@ log = logging.getLogger(__name__)
 
 
 BAD_IMAGE_POLICIES = ("skip", "error")
+# Largest zip member read as an image (bytes once inflated): a crafted 1 MB member can inflate to GBs.
+# 64 MiB is ~10x a 24-megapixel JPEG; larger members count as unreadable images.
+MAX_MEMBER_BYTES = 64 * 2**20
 
 
 class FolderSource:
-    """Lists and reads files under a folder or inside a zip archive, with the same relative names."""
+    """Lists and reads files under a folder or inside a zip archive, with the same relative names.
+    Only regular files are listed (a FIFO named .jpg would block a read forever); a zip member that
+    fails its CRC, is cut short or inflates past `MAX_MEMBER_BYTES` reads as an unreadable image."""
+
+    LAYOUT = "it must hold train/<class>/<images> (optionally val/ and test/), as a folder or a .zip"
+
+    @classmethod
+    def check_root(cls, root: str) -> None:
+        """A folder, or a file that is a zip archive (checked from its end record: cheap)."""
+        path = Path(root).expanduser()
+        if not path.exists():
+            raise ConfigError(f"data.root={root!r} does not exist; {cls.LAYOUT}")
+        if path.is_file() and not zipfile.is_zipfile(path):
+            what = "not a readable zip archive (truncated or not a zip)" if path.suffix == ".zip" else \
+                "a file, not a folder or a .zip"
+            raise ConfigError(f"data.root={root!r} is {what}; {cls.LAYOUT}")
 
     def __init__(self, root: str) -> None:
+        self.check_root(root)
         self.root = Path(root).expanduser()
-        if not self.root.exists():
-            raise ConfigError(f"data.root={root!r} does not exist; it must hold train/<class>/<images> "
-                              "(optionally val/ and test/), as a folder or a .zip")
-        self.zip = zipfile.ZipFile(self.root) if self.root.suffix == ".zip" else None
-        names = self.zip.namelist() if self.zip else None
-        self._files = names if names is not None else None
+        layout = self.LAYOUT
+        try:
+            self.zip = zipfile.ZipFile(self.root) if self.root.is_file() else None
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise ConfigError(f"data.root={root!r} is not a readable zip archive ({exc}); {layout}") from exc
+        self._files = self.zip.namelist() if self.zip else None
 
     def splits(self) -> list[str]:
         if self.zip:
@@ -51,12 +71,12 @@ class FolderSource:
             found: dict[str, list[str]] = {}
             for name in self._files:
                 parts = name.split("/")
-                if len(parts) == 3 and parts[0] == split and parts[2]:
+                if len(parts) == 3 and parts[0] == split and parts[1]:  # "train/cat/" too: an empty class
                     found.setdefault(parts[1], [])
                     if parts[2].lower().endswith(IMAGE_SUFFIXES):
                         found[parts[1]].append(name)
         else:
-            found = {d.name: [str(f) for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES]
+            found = {d.name: [str(f) for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()]
                      for d in (self.root / split).iterdir() if d.is_dir()}
         empty = sorted(c for c, files in found.items() if not files)
         if empty:
@@ -64,8 +84,18 @@ class FolderSource:
                               f"images ({', '.join(IMAGE_SUFFIXES)}); remove them or add images")
         return {c: sorted(found[c]) for c in sorted(found)}
 
-    def read(self, name: str) -> bytes | str:
-        return self.zip.read(name) if self.zip else name
+    def read(self, name: str) -> bytes | str | None:
+        """A zip member's bytes (None when it is damaged or too large), or a file's path."""
+        if not self.zip:
+            return name
+        try:
+            if self.zip.getinfo(name).file_size > MAX_MEMBER_BYTES:
+                return None
+            with self.zip.open(name) as member:  # streamed: stops at the cap even if the header lies
+                data = member.read(MAX_MEMBER_BYTES + 1)
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, KeyError):  # CRC, truncation
+            return None
+        return data if len(data) <= MAX_MEMBER_BYTES else None
 
 
 def native_size(source: FolderSource, name: str) -> int:
@@ -130,6 +160,11 @@ def _drop_bad(data: ImageSet, ok: torch.Tensor, on_bad_image: str) -> ImageSet:
     if on_bad_image == "error":
         raise ConfigError(f"{len(bad)} unreadable image file(s): {listed} "
                           "(data.on_bad_image=skip skips them)")
+    emptied = sorted(set(data.labels.tolist()) - set(data.labels[ok].tolist()))
+    if emptied:  # training on a class with no example is a silent wrong result
+        folder = str(Path(data.paths[(data.labels == emptied[0]).nonzero()[0, 0]]).parent)
+        raise ConfigError(f"no readable image left in {len(emptied)} class folder(s), e.g. {folder} "
+                          f"({listed} unreadable); fix or remove those files")
     log.warning("Skipping %d unreadable image file(s): %s", len(bad), listed)
     return data.subset(ok.nonzero().flatten())
 

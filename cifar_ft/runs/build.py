@@ -2,13 +2,17 @@
 as logged to TensorBoard's HPARAMS tab. Everything is built by `hydra.utils.instantiate`."""
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ProgressBar
+from lightning.pytorch.callbacks import ModelSummary, ProgressBar
 from omegaconf import DictConfig, OmegaConf
+
+from cifar_ft.callbacks.progress import ModelSummaryWithoutFlops
 
 
 def build_callbacks(cfg: DictConfig | None, progress_bar: bool = True) -> list[L.Callback]:
@@ -23,7 +27,25 @@ def build_loggers(cfg: DictConfig | None) -> list:
 
 
 def build_trainer(trainer_cfg: DictConfig, callbacks: list[L.Callback], loggers: list) -> L.Trainer:
+    """The Trainer of `trainer_cfg`, with our model summary in place of Lightning's (no FLOPs column)."""
+    if trainer_cfg.get("enable_model_summary", True) and not any(isinstance(c, ModelSummary) for c in callbacks):
+        callbacks = [*callbacks, ModelSummaryWithoutFlops()]
     return instantiate(trainer_cfg, callbacks=callbacks, logger=loggers or False, **trainer_settings(trainer_cfg))
+
+
+class _DropLightningAdverts(logging.Filter):
+    """Lightning (2.6) advertises its cloud logger at the start of every run ("💡 Tip: ... litlogger")
+    and says it skips its default model summary (ours replaces it on purpose): neither says anything
+    about the user's run, and in a log file both read as problems."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(("💡 Tip", "Trainer already configured with model summary"))
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropLightningAdverts())
+# Lightning 2.6's own pytree helper builds a `LeafSpec`, which torch >= 2.9 deprecates; nothing of
+# ours or the user's calls it, and Lightning's next release replaces it.
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
 def trainer_settings(trainer_cfg: DictConfig) -> dict:

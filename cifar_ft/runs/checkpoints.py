@@ -113,3 +113,26 @@ def resolve_ckpt(ckpt_path: str | None, output_dir: Path, trust: bool = False) -
         raise ConfigError(f"ckpt_path={ckpt_path!r}: no checkpoint at {path}" + (hint if ckpt_path == "last" else ""))
     refuse_unsafe(path, "ckpt_path", trust)
     return str(path)
+
+
+def refuse_finished(path: str, output_dir: Path | None, max_epochs: int | None, max_steps: int | None) -> None:
+    """A checkpoint of another, finished run (its directory holds `metrics.json`) at or past this run's
+    end: fit would train 0 steps and this run would report that run's checkpoints and results as its
+    own. Read memory-mapped: only `epoch` and `global_step` are looked at. `output_dir`: this run's
+    directory (None before Hydra made it: then it is a new one)."""
+    run = Path(path).resolve().parent.parent
+    if (output_dir is not None and run == output_dir.resolve()) or not (run / "metrics.json").is_file():
+        return
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - a legacy or trusted pickle: Lightning reads (and checks) it in fit
+        return
+    epoch, step = int(ckpt.get("epoch", -1)), int(ckpt.get("global_step", -1))
+    done_epochs = max_epochs is not None and max_epochs >= 0 and epoch + 1 >= max_epochs
+    done_steps = max_steps is not None and max_steps >= 0 and step >= max_steps
+    if done_epochs or done_steps:
+        limit = f"trainer.max_epochs={max_epochs}" if done_epochs else f"trainer.max_steps={max_steps}"
+        raise ConfigError(f"ckpt_path={path!r} is the checkpoint of a finished run (epoch {epoch}, step {step}; "
+                          f"results in {run / 'metrics.json'}): with {limit} nothing is left to train. Test it "
+                          f"with python -m cifar_ft.eval ckpt_path={path}, or train on with a larger "
+                          f"{limit.split('=')[0]}")

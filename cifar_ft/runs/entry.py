@@ -23,8 +23,10 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from cifar_ft.errors import ConfigError, close_matches, find_user_error
+from cifar_ft.runs.checkpoints import refuse_finished
 from cifar_ft.runs.compose import CONF_DIR, compose_config
-from cifar_ft.runs.resolvers import register_resolvers
+from cifar_ft.runs.resolvers import INTERNAL_CONFIGS, register_resolvers
+from cifar_ft.runs.run_dir import discard_if_empty, guard, last_value
 from cifar_ft.runs.validate import validate_config
 
 log = logging.getLogger("cifar_ft")
@@ -69,6 +71,8 @@ def report_errors(fn: Callable[[DictConfig], T], cfg: DictConfig) -> T | float |
         message = user_message(exc, cfg)
         if message is None or full_errors():
             raise
+        if "paths" in cfg:  # a run that failed before doing anything leaves no empty run directory
+            discard_if_empty(Path(cfg.paths.output_dir), created=last_value(sys.argv[1:], "hydra.run.dir") is None)
         fail(message)
 
 
@@ -120,7 +124,30 @@ def prevalidate(config_name: str, argv: list[str]) -> None:
             args.config_path, args.config_dir, args.experimental_rerun]):
         return
     for overrides in sweep_variants(args.overrides) if args.multirun else [args.overrides]:
-        validate_config(compose_config(overrides, config_name=config_name))
+        cfg = compose_config(overrides, config_name=config_name)
+        validate_config(cfg)
+    if not args.multirun:  # the run directory: not a finished run's, not in use, not empty (runs/run_dir.py)
+        check_added_keys(config_name, args.overrides)
+        if config_name == "train" and cfg.get("ckpt_path") not in (None, "", "last") and not cfg.get("resume"):
+            refuse_finished(str(cfg.ckpt_path), None, cfg.trainer.get("max_epochs"), cfg.trainer.get("max_steps"))
+        guard(config_name, args.overrides)
+
+
+def check_added_keys(config_name: str, overrides: list[str]) -> None:
+    """`+foo=1` adds a top-level key that no part of the command reads: refused in one line. Keys
+    added under a section (`+trainer.profiler=...`, `+callbacks.x._target_=...`) and config groups
+    (`+hparams_search=optuna`) are the sections' own business (and checked there)."""
+    added = [o for o in overrides if o.startswith("+") and not o.startswith("++") and "=" in o]
+    roots = {o: o.lstrip("+").split("=", 1)[0].split(".")[0] for o in added}
+    unknown = {o: r for o, r in roots.items() if not (Path(CONF_DIR) / r).is_dir() and r != "hydra"}
+    if not unknown:
+        return
+    base = compose_config([o for o in overrides if o not in unknown], config_name=config_name)
+    for override, root in unknown.items():
+        if root not in base:
+            keys = sorted(k for k in base if k != "hydra")
+            raise ConfigError(f"{override}: {root!r} is not a key of the {config_name} config, so nothing would read "
+                              f"it; top-level keys: {', '.join(keys)}.{close_matches(root, keys)}")
 
 
 def sweep_variants(overrides: list[str]) -> list[list[str]]:
@@ -177,6 +204,7 @@ def hydra_message(exc: BaseException) -> str | None:
     options = getattr(exc, "options", None)
     if isinstance(exc, MissingConfigException) and missing and options:
         group, name = missing.groups()
+        options = [o for o in options if o not in INTERNAL_CONFIGS]
         return (f"{group}={name}: no such {group} config; valid: {', '.join(options)}."
                 f"{close_matches(name, options)}")
     lines = [line.strip() for line in text.splitlines() if line.strip()]
@@ -200,6 +228,9 @@ def _report_stop(exc: BaseException) -> NoReturn:
         run_dir = Path(ckpt).parent.parent
         print(f"stopped by {name} at step {getattr(exc, 'step', '?')}: saved {ckpt}; continue with the same "
               f"command plus ckpt_path=last hydra.run.dir={run_dir}", file=sys.stderr)
+    elif getattr(exc, "phase", None) and not getattr(exc, "fitting", True):
+        print(f"stopped by {name} during {exc.phase}: nothing to save (no training in this phase; checkpoints "
+              "already written stay as they are); run the same command again to test", file=sys.stderr)
     elif getattr(exc, "phase", None):
         print(f"stopped by {name} during {exc.phase}, before the first training step: nothing to save yet; "
               "run the same command again to start over", file=sys.stderr)

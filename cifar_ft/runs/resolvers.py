@@ -8,9 +8,10 @@ from omegaconf import OmegaConf
 def register_resolvers() -> None:
     """`${job_gpu:${hydra:job.num},K}`: job N of a parallel sweep gets GPU N mod K (one GPU per job);
     `${metric_mode:NAME}` / `${metric_direction:MODE}`: what "best" means for a metric;
-    `${probe_epochs:${trainer.max_epochs}}`: the linear-probe phase of strategy=lp_ft."""
+    `${probe_epochs:${trainer.max_epochs}}`: the linear-probe phase of strategy=lp_ft;
+    `${config_groups:}`: the user's choices per config group, for `--help`."""
     for name, fn in (("job_gpu", job_gpu), ("metric_mode", metric_mode), ("metric_direction", metric_direction),
-                     ("probe_epochs", probe_epochs)):
+                     ("probe_epochs", probe_epochs), ("config_groups", config_groups)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
 
@@ -39,3 +40,19 @@ def probe_epochs(max_epochs: int | str) -> int:
     cache those epochs cost one backbone pass in all)."""
     epochs = int(max_epochs)
     return max(1, epochs // 2) if epochs > 0 else 1
+
+
+INTERNAL_CONFIGS = ("base", "_base")  # shared by a group's configs (in their defaults), not a choice
+
+
+def config_groups() -> str:
+    """`group: option, option` per line for the conf/ groups, as Hydra's `$APP_CONFIG_GROUPS` but
+    without the shared base configs, which are not choices (`model=base` builds no model)."""
+    from pathlib import Path
+
+    conf = Path(__file__).resolve().parents[2] / "conf"
+    lines = []
+    for group in sorted(p for p in conf.iterdir() if p.is_dir() and p.name != "hydra"):
+        options = sorted(f.stem for f in group.glob("*.yaml") if f.stem not in INTERNAL_CONFIGS)
+        lines.append(f"{group.name}: {', '.join(options)}")
+    return "\n".join(lines)

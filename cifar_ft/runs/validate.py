@@ -20,10 +20,11 @@ from cifar_ft.backbones.offline import PACKAGES
 from cifar_ft.backbones.weights import refuse_unsafe
 from cifar_ft.callbacks.freeze import UNFREEZE_MODES
 from cifar_ft.data.cifar import DATASETS
-from cifar_ft.data.image_folder import BAD_IMAGE_POLICIES
+from cifar_ft.data.image_folder import BAD_IMAGE_POLICIES, FolderSource
 from cifar_ft.data.transforms import PRESETS, AugmentOptions
 from cifar_ft.errors import ConfigError, check_choice, close_matches
 from cifar_ft.models.classifier import HEAD_INITS, TTA
+from cifar_ft.models.metrics import MONITORABLE
 from cifar_ft.models.optim import DECAYS
 from cifar_ft.runs.checkpoints import resume_target
 from cifar_ft.runs.export_formats import FORMATS as EXPORT_FORMATS
@@ -66,6 +67,21 @@ def _triple(positive: bool) -> tuple[Callable, str]:
     return ok, "a list of 3 numbers" + (" > 0" if positive else "")
 
 
+def _device(value: Any) -> bool:
+    """auto, or a torch device of a type we run on that exists on this machine (predict's `device=`)."""
+    import torch
+
+    if value == "auto":
+        return True
+    try:
+        device = torch.device(str(value))
+    except (RuntimeError, ValueError):
+        return False
+    if device.type == "cuda":
+        return torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()
+    return device.type == "cpu" or (device.type == "mps" and torch.backends.mps.is_available())
+
+
 POSITIVE = ((lambda v: _number(v) and v > 0), "a number > 0")
 NON_NEGATIVE = ((lambda v: _number(v) and v >= 0), "a number >= 0")
 FRACTION = _range(0.0, 1.0, hi_open=True)
@@ -103,6 +119,9 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "callbacks.ema.decay": _optional(_range(0.0, 1.0, lo_open=True, hi_open=True)),
     "callbacks.ema.update_every_n_steps": _int(1),
     "top_k": _int(1), "batch_size": _int(1),
+    "device": (_device, "auto, cpu, or cuda / cuda:N naming a GPU of this machine"),
+    "inputs": ((lambda v: bool(v) and isinstance(v, (str, list, tuple))),
+               "image files and/or folders, e.g. inputs=[cat.jpg,photos/]"),
     "strategy.rank": _int(1), "strategy.alpha": POSITIVE, "strategy.dropout": FRACTION, "strategy.tokens": _int(1),
     "strategy.lr_mult": _optional(NON_NEGATIVE),
 }
@@ -112,6 +131,7 @@ CHOICES: dict[str, Any] = {
     "model.source": SOURCES, "model.head_init": HEAD_INITS, "scheduler.decay": DECAYS,
     "callbacks.freeze.unfreeze": UNFREEZE_MODES, "on_bad_image": BAD_IMAGE_POLICIES,
     "format": EXPORT_FORMATS, "tta": (*TTA, None), "model.tta": TTA, "optimized_mode": ("max", "min"),
+    "optimized_metric": MONITORABLE,
     "strategy.targets": LORA_TARGETS,
     "model.compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
     "trainer.precision": ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true"),
@@ -160,7 +180,7 @@ def validate_config(cfg: DictConfig) -> None:
     _check_limits(cfg)
     _check_devices(cfg)
     _check_targets(cfg)
-    for node in ("data", "model", "strategy"):
+    for node in ("data", "model", "strategy", "scheduler"):
         _check_known_keys(cfg, node)
     _check_regexes(cfg)
 
@@ -208,7 +228,8 @@ def _check_known_keys(cfg: DictConfig, node: str) -> None:
     for key in section:
         if not str(key).startswith("_") and key not in accepted:
             raise ConfigError(f"{node}.{key}: unknown {node} option for {section._target_.rsplit('.', 1)[-1]}."
-                              f"{close_matches(str(key), accepted)} (valid: {', '.join(sorted(accepted))})")
+                              f"{close_matches(str(key), accepted)} (valid: {', '.join(sorted(accepted))}; "
+                              f"a key an experiment set for another {node} choice: drop it with ~{node}.{key})")
 
 
 def _check_devices(cfg: DictConfig) -> None:
@@ -248,9 +269,8 @@ def _check_targets(cfg: DictConfig) -> None:
         refuse_unsafe(pretrained, "model.pretrained", trust)
     target, root = _get(cfg, "data._target_"), _get(cfg, "data.root")
     folder = str(target).endswith("ImageFolderDataModule") and isinstance(root, str) and root not in ("", "???")
-    if folder and not Path(root).expanduser().exists():
-        raise ConfigError(f"data.root={root!r} does not exist; it must hold train/<class>/<images> "
-                              "(optionally val/ and test/), as a folder or a .zip")
+    if folder:
+        FolderSource.check_root(root)
     inputs = _get(cfg, "inputs")
     for item in ([inputs] if isinstance(inputs, str) else inputs if isinstance(inputs, list) else []):
         if not Path(str(item)).expanduser().exists():

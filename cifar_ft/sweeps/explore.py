@@ -31,6 +31,17 @@ def run_dirs(path: str | Path) -> list[Path]:
     return runs
 
 
+def newest_training_run(outputs: str | Path) -> Path:
+    """The newest training run (or sweep) under `outputs`: a metrics.json beside checkpoints/ (eval and
+    predict directories hold no checkpoints; a sweep's jobs count as its runs)."""
+    found = sorted((p for p in Path(outputs).glob("**/metrics.json") if (p.parent / "checkpoints").is_dir()),
+                   key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise ConfigError(f"no training run under {str(outputs)!r}: train one (python -m cifar_ft.train "
+                          "experiment=smoke) or set RUN_DIR / CIFAR_FT_RUN_DIR")
+    return found[-1].parent
+
+
 def sweep_summary(path: str | Path, metric: str = "val/acc_best") -> tuple[str, Path]:
     """The sweep's summary table (markdown, regenerated from its runs) and its best run directory."""
     rows = summarize(path, metric)
@@ -118,10 +129,14 @@ def mistakes_figure(images: torch.Tensor, rows: list[dict], columns: int = 6):
 
 
 def curves(run: Path):
+    """The run's curves, or None when it logged none (a run too short to log)."""
     return curves_figure(run / "tensorboard")
 
 
 def confusion(run: Path):
+    """The test confusion matrix, or None when the run wrote no test predictions (pruned, stopped)."""
+    if not (run / "test_predictions.csv").is_file() or not (run / "per_class.csv").is_file():
+        return None
     names = class_names(run)
     return confusion_figure(confusion_from_predictions(predictions(run), names), names)
 

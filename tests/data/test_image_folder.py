@@ -91,3 +91,75 @@ def test_missing_or_empty_data_is_named(tmp_path):
     (tmp_path / "d" / "train" / "ghost").mkdir()
     with pytest.raises(ConfigError, match=r"class folder\(s\) \['ghost'\]"):
         ImageFolderDataModule(root=str(tmp_path / "d"), **KW).setup("fit")
+
+
+def zip_folder(folder: Path, out: Path, extra: dict[str, bytes] | None = None, dirs: tuple[str, ...] = ()) -> Path:
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for f in sorted(folder.rglob("*.png")):
+            zf.write(f, f.relative_to(folder).as_posix())
+        for name, data in (extra or {}).items():
+            zf.writestr(name, data)
+        for d in dirs:
+            zf.writestr(zipfile.ZipInfo(d), b"")  # a directory entry: "train/<class>/"
+    return out
+
+
+def test_a_file_a_broken_zip_or_a_truncated_zip_as_data_root_is_one_line(tmp_path):
+    write_folder(tmp_path / "d", per_class=4)
+    good = zip_folder(tmp_path / "d", tmp_path / "good.zip")
+    (tmp_path / "cut.zip").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    (tmp_path / "fake.zip").write_bytes(b"these are not the bytes of a zip archive")
+    (tmp_path / "notes.txt").write_text("a file")
+    for name, words in [("cut.zip", "not a readable zip archive"), ("fake.zip", "not a readable zip archive"),
+                        ("notes.txt", "is a file, not a folder or a .zip")]:
+        with pytest.raises(ConfigError, match=words):
+            ImageFolderDataModule(root=str(tmp_path / name), **KW).setup("fit")
+
+
+def test_a_zip_member_with_a_crc_error_is_an_unreadable_image_not_a_traceback(tmp_path, caplog):
+    write_folder(tmp_path / "d", per_class=4)
+    path = zip_folder(tmp_path / "d", tmp_path / "crc.zip")
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo("train/dog/001.png")
+    data = bytearray(path.read_bytes())
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    data[start + info.compress_size // 2] ^= 0xFF  # one flipped byte inside the compressed member
+    path.write_bytes(bytes(data))
+    dm = ImageFolderDataModule(root=str(path), **{**KW, "val_size": 1, "test_size": 1})
+    dm.setup("fit")
+    assert "Skipping 1 unreadable image file(s): train/dog/001.png" in caplog.text
+    with pytest.raises(ConfigError, match="1 unreadable image file"):
+        ImageFolderDataModule(root=str(path), on_bad_image="error", **KW).setup("fit")
+
+
+def test_a_zip_member_inflating_past_the_cap_is_not_read_into_memory(tmp_path, caplog, monkeypatch):
+    import cifar_ft.data.image_folder as image_folder
+
+    monkeypatch.setattr(image_folder, "MAX_MEMBER_BYTES", 100_000)  # the real cap is 64 MiB
+    write_folder(tmp_path / "d", per_class=4)
+    bomb = zip_folder(tmp_path / "d", tmp_path / "bomb.zip", {"train/eel/bomb.png": b"\0" * 10_000_000})
+    assert bomb.stat().st_size < 100_000  # 10 MB of zeros deflate to ~10 KB
+    ImageFolderDataModule(root=str(bomb), **{**KW, "val_size": 1, "test_size": 1}).setup("fit")
+    assert "unreadable image file(s): train/eel/bomb.png" in caplog.text
+
+
+def test_a_fifo_named_jpg_is_not_read_and_an_empty_class_in_a_zip_is_named(tmp_path):
+    import os
+
+    write_folder(tmp_path / "d", per_class=4)
+    os.mkfifo(tmp_path / "d" / "train" / "cat" / "pipe.jpg")  # reading it would block forever
+    dm = ImageFolderDataModule(root=str(tmp_path / "d"), **{**KW, "val_size": 1, "test_size": 1})
+    dm.setup("fit")
+    assert all("pipe.jpg" not in p for split in dm.splits.values() for p in split.paths)
+    os.remove(tmp_path / "d" / "train" / "cat" / "pipe.jpg")
+    path = zip_folder(tmp_path / "d", tmp_path / "empty_class.zip", dirs=("train/fox/",))
+    with pytest.raises(ConfigError, match=r"class folder\(s\) \['fox'\] in train/ hold no images"):
+        ImageFolderDataModule(root=str(path), **KW).setup("fit")
+
+
+def test_a_class_whose_images_are_all_unreadable_is_refused_not_trained_with_no_examples(tmp_path):
+    write_folder(tmp_path, per_class=4)
+    for f in (tmp_path / "train" / "eel").iterdir():
+        f.write_bytes(b"not an image")
+    with pytest.raises(ConfigError, match=r"no readable image left in 1 class folder\(s\), e.g. .*eel"):
+        ImageFolderDataModule(root=str(tmp_path), **KW).setup("fit")

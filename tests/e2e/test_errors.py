@@ -97,6 +97,17 @@ BAD_INPUTS = [
     ("predict", ["ckpt_path={ckpt}", "inputs=[{ckpt}]", "top_k=0"], "top_k=0"),
     ("predict", ["ckpt_path={ckpt}", "inputs=[{ckpt}]", "on_bad_image=ignore"], "on_bad_image='ignore'"),
     ("export", ["ckpt_path={ckpt}", "format=tflite"], "format='tflite'"),
+    ("predict", ["ckpt_path={ckpt}", "inputs=[]"], "inputs=[]"),
+    ("predict", ["ckpt_path={ckpt}", "inputs=[{ckpt}]", "device=gpu7"], "device='gpu7'"),
+    ("predict", ["ckpt_path={ckpt}", "inputs=[{ckpt}]", "device=cuda:3"], "device='cuda:3'"),
+    ("train", ["scheduler=plateau"], "scheduler.warmup_steps: unknown scheduler option for PlateauSchedule"),
+    ("train", ["+foo=1"], "+foo=1: 'foo' is not a key of the train config"),
+    ("train", ["optimized_metric=val/accuracy"], "optimized_metric='val/accuracy'"),
+    ("train", ["ckpt_path=last", "hydra.run.dir="], "hydra.run.dir= is empty"),
+    ("train", ["data=image_folder", "data.root={run}/metrics.json"], "is a file, not a folder or a .zip"),
+    ("train", ["ckpt_path={ckpt}"], "is the checkpoint of a finished run"),
+    ("eval", ["ckpt_path={ckpt}", "hydra.run.dir={run}"], "holds a run's results"),
+    ("train", ["hydra.run.dir={run}"], "holds a run already"),
 ]
 
 
@@ -105,14 +116,17 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("command,args,named", BAD_INPUTS, ids=[" ".join(a) for _, a, _ in BAD_INPUTS])
-def test_bad_input_is_one_line_first_and_writes_nothing(command, args, named, smoke_run, capfd, monkeypatch):
+def test_bad_input_is_one_line_first_and_writes_nothing(command, args, named, smoke_run, capfd, monkeypatch,
+                                                        tmp_path):
     """As the command line runs it (`main()` of the module): exit 2, one `error:` line naming the key and
-    value, at most 5 lines in all, no traceback or config tree, the existing run directory untouched."""
+    value, at most 5 lines in all, no traceback or config tree, the existing run untouched and, for the
+    commands that write a run (train, eval; runs/run_dir.py), no new run directory left behind."""
     import importlib
 
     before = snapshot(smoke_run)
     ckpt = smoke_run / "checkpoints" / "last.ckpt"
-    argv = [a.format(ckpt=ckpt) for a in args] + [f"hydra.run.dir={smoke_run}"]
+    run_dir = tmp_path / "new_run" if command in ("train", "eval") else smoke_run
+    argv = [f"hydra.run.dir={run_dir}"] + [a.format(ckpt=ckpt, run=smoke_run) for a in args]
     monkeypatch.setattr(sys, "argv", [command, *(["experiment=smoke"] if command == "train" else []), *argv])
     with pytest.raises(SystemExit) as info:
         importlib.import_module(f"cifar_ft.{command}").main()
@@ -123,3 +137,4 @@ def test_bad_input_is_one_line_first_and_writes_nothing(command, args, named, sm
     assert len(errors) == 1 and named in errors[0], out + err
     assert "Traceback" not in out + err and "optimizer:" not in out  # no traceback, no config tree
     assert snapshot(smoke_run) == before
+    assert command not in ("train", "eval") or not run_dir.exists()

@@ -112,3 +112,26 @@ def test_predict_command_prints_a_table_and_rejects_missing_inputs(sweep, tmp_pa
                    tmp_path / "out2", "predict")
     with pytest.raises(ConfigError, match="nowhere.jpg' is neither an image file nor a directory"):
         predict(cfg)
+
+
+def test_the_notebook_defaults_to_the_newest_training_run_and_copes_with_missing_series(sweep, tmp_path):
+    """An eval directory written after the run is not a training run; a run too short to log, or
+    with no test predictions, gives None figures (the notebook prints why) instead of a crash."""
+    import os
+    import shutil
+    import time
+
+    outputs = tmp_path / "outputs"
+    shutil.copytree(sweep / "0", outputs / "train" / "run")
+    (outputs / "eval" / "later").mkdir(parents=True)
+    (outputs / "eval" / "later" / "metrics.json").write_text('{"test/acc": 0.5}\n')
+    later = time.time() + 10
+    os.utime(outputs / "eval" / "later" / "metrics.json", (later, later))
+    assert explore.newest_training_run(outputs) == outputs / "train" / "run"
+    short = outputs / "train" / "short"
+    (short / "checkpoints").mkdir(parents=True)
+    (short / "tensorboard").mkdir()
+    (short / "metrics.json").write_text('{"test/acc": 0.1}\n')
+    assert explore.curves(short) is None and explore.confusion(short) is None
+    with pytest.raises(ConfigError, match="no training run under"):
+        explore.newest_training_run(tmp_path / "nothing")

@@ -81,6 +81,61 @@ def test_sigterm_mid_epoch_saves_and_resumes_exactly_inside_the_freeze_phase(ref
     assert_same_run(reference, run_dir)
 
 
+def signal_in(phase: str, **where: int) -> list[str]:
+    return ["+callbacks.signal._target_=tests.helpers.SignalInPhase", f"+callbacks.signal.phase={phase}",
+            *(f"+callbacks.signal.{k}={v}" for k, v in where.items())]
+
+
+@pytest.mark.slow  # stop + resume: ~15 s
+def test_sigterm_during_validation_stops_within_a_batch_and_the_resume_validates_again_exactly(reference, tmp_path):
+    """Epoch 0's validation (after 12 steps) is cut after its first batch; the resume must run that
+    validation whole (its partial metric state is not in the checkpoint) and then end as the reference."""
+    run_dir = tmp_path / "preempted_in_val"
+    proc = cli(run_dir, *signal_in("validation", batch=0, epoch=0))
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr[-3000:]
+    assert "SIGTERM during validation at epoch 0, step 12" in proc.stdout + proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"stopped by SIGTERM at step {STEPS_PER_EPOCH}: saved ")
+    assert not (run_dir / "checkpoints" / "best.ckpt").exists()  # the validation never finished
+    proc = cli(run_dir, "ckpt_path=last")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert_same_run(reference, run_dir)
+
+
+def test_sigterm_during_the_final_test_stops_within_a_batch_and_keeps_the_checkpoints(tmp_path):
+    run_dir = tmp_path / "stopped_in_test"
+    proc = cli(run_dir, "trainer.max_epochs=1", "data.test_size=640", *signal_in("test", batch=1))
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith("stopped by SIGTERM during the test: nothing to save")
+    assert "SIGTERM during the test at epoch" in proc.stdout + proc.stderr
+    assert (run_dir / "checkpoints" / "last.ckpt").exists() and not (run_dir / "metrics.json").exists()
+
+
+def test_sigterm_during_eval_stops_within_a_batch_and_writes_nothing(tmp_path, monkeypatch):
+    """In-process: our handler turns the signal into a stop after the current test batch (the default
+    handler would end pytest); nothing is written and the previous handler is back afterwards."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    import cifar_ft.eval as eval_command
+    from cifar_ft.eval import evaluate
+    from tests.conftest import make_cfg
+    from tests.helpers import SignalInPhase
+
+    run_dir = tmp_path / "run"
+    assert cli(run_dir, "trainer.max_epochs=1").returncode == 0
+    build = eval_command.build_trainer
+    signalling = SignalInPhase("test", batch=1)
+    monkeypatch.setattr(eval_command, "build_trainer",
+                        lambda cfg, callbacks, loggers: build(cfg, [*callbacks, signalling], loggers))
+    before = signal.getsignal(signal.SIGTERM)
+    cfg = make_cfg([f"ckpt_path={run_dir}/checkpoints/last.ckpt", "trainer.enable_progress_bar=false",
+                    "model.batch_size=16"], tmp_path / "eval", "eval")
+    with pytest.raises(SIGTERMException) as stopped:
+        evaluate(cfg)
+    assert stopped.value.phase == "the test" and not stopped.value.fitting
+    assert not (tmp_path / "eval" / "metrics.json").exists()
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
 def test_sigint_finishes_the_step_and_saves_a_checkpoint(tmp_path):
     run_dir = tmp_path / "ctrl_c"
     proc = cli(run_dir, *signal_at(STEPS_PER_EPOCH + 3, "SIGINT"))
@@ -108,6 +163,26 @@ def test_ddp_sigterm_to_one_rank_stops_all_ranks_at_one_step_and_resumes_exactly
     assert proc.returncode == 0, proc.stderr[-3000:]
     want, got = state(reference / "checkpoints" / "last.ckpt"), state(run_dir / "checkpoints" / "last.ckpt")
     assert all(torch.equal(want[k], got[k]) for k in want)
+
+
+@pytest.mark.slow  # 2 gloo ranks, 3 runs: ~60 s
+def test_ddp_sigterm_to_one_rank_during_validation_or_test_stops_both_ranks(tmp_path):
+    """Rank 1 alone is signalled as validation (epoch 0) or the final test starts: both ranks stop
+    after that batch, with exit 143; the validation stop resumes to the uninterrupted run's weights."""
+    ddp = ["trainer=ddp_cpu", "trainer.devices=2"]  # 200 images per rank / 32: 6 steps per epoch
+    reference = tmp_path / "reference"
+    assert cli(reference, *ddp).returncode == 0
+    in_val = tmp_path / "val"
+    proc = cli(in_val, *ddp, *signal_in("validation", batch=0, epoch=0, rank=1))
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr[-3000:]
+    assert torch.load(in_val / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 6
+    assert cli(in_val, *ddp, "ckpt_path=last").returncode == 0
+    want, got = state(reference / "checkpoints" / "last.ckpt"), state(in_val / "checkpoints" / "last.ckpt")
+    assert all(torch.equal(want[k], got[k]) for k in want)
+    in_test = tmp_path / "test"
+    proc = cli(in_test, *ddp, "trainer.max_epochs=1", *signal_in("test", batch=0, rank=1))
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr[-3000:]
+    assert "during the test: nothing to save" in proc.stderr and not (in_test / "metrics.json").exists()
 
 
 def test_resume_true_continues_in_the_same_run_directory(cfg_factory):
