@@ -63,8 +63,14 @@ def load_torch_file(path: str | Path, key: str, trust: bool = False) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as exc:  # weights-only refusal of a file the scan could not read
-        names = re.findall(r"GLOBAL ([\w.]+)", str(exc)) or [f"{type(exc).__name__}"]
-        raise _refusal(key, path, names) from exc
+        names = re.findall(r"GLOBAL ([\w.]+)", str(exc))
+        if names:
+            raise _refusal(key, path, names) from exc
+        # torch's text opens with advice to load with weights_only=False: quote only the reason
+        found = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n|$)", str(exc))
+        reason = found.group(1) if found else (str(exc).strip().splitlines() or [""])[-1]
+        raise ConfigError(f"{key}={str(path)!r} is not a readable torch file (unpickling failed: {reason}); "
+                          "a truncated download or another format? Check the file") from exc
     except Exception as exc:  # noqa: BLE001 - truncated or foreign files raise many types
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise ConfigError(f"{key}={str(path)!r} cannot be read ({type(exc).__name__}: {first})") from exc
@@ -80,9 +86,14 @@ def read_state_dict(path: str | Path, trust: bool = False) -> dict[str, torch.Te
         raise ConfigError(f"model.pretrained={str(path)!r}: unsupported suffix {path.suffix!r}; "
                           f"valid: {', '.join(WEIGHT_SUFFIXES)}")
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError) as exc:
+            raise ConfigError(f"model.pretrained={str(path)!r} cannot be read as safetensors ({exc}); a truncated "
+                              "or corrupt file: download or export it again") from exc
     obj = load_torch_file(path, "model.pretrained", trust)
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):

@@ -110,6 +110,8 @@ def export_onnx(model: ImageClassifier, out: Path, info: ExportInfo) -> list[Pat
     except ImportError as err:
         raise ConfigError("format=onnx needs onnx and onnxscript: pip install -e '.[onnx]'") from err
     net, path = traceable(model), out / "model.onnx"
+    for name in ("onnx_ir", "onnxscript"):  # their optimiser passes log a dozen INFO lines per export
+        logging.getLogger(name).setLevel(logging.WARNING)
     torch.onnx.export(net, (_example(info),), str(path), input_names=["images"], output_names=["logits"],
                       dynamic_shapes=(_batch_dim(),), dynamo=True, external_data=False, verbose=False)
     (out / "README.md").write_text(info.model_card)

@@ -16,4 +16,7 @@ def smoke_run(tmp_path_factory) -> Path:
     train(make_cfg([*FAST, "trainer.max_epochs=2"], run))
     (run / ".hydra").mkdir(exist_ok=True)
     (run / ".hydra" / "overrides.yaml").write_text("- experiment=smoke\n- trainer.max_epochs=2\n")
+    (run / "junk").mkdir()  # damaged files a user might pass: random bytes, a cut-off safetensors header
+    (run / "junk" / "random.ckpt").write_bytes(bytes(range(256)) * 20)
+    (run / "junk" / "bad.safetensors").write_bytes(b"\xff" * 8 + b"{}")
     return run

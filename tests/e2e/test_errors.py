@@ -1,6 +1,7 @@
 """Bad input and failing runs: one line naming the bad value, a non-zero exit, nothing lost."""
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -101,6 +102,8 @@ BAD_INPUTS = [
     ("predict", ["ckpt_path={ckpt}", "inputs=[{ckpt}]", "device=gpu7"], "device='gpu7'"),
     ("predict", ["ckpt_path={ckpt}", "inputs=[{ckpt}]", "device=cuda:3"], "device='cuda:3'"),
     ("train", ["scheduler=plateau"], "scheduler.warmup_steps: unknown scheduler option for PlateauSchedule"),
+    ("eval", ["ckpt_path={run}/junk/random.ckpt"], "is not a readable torch file (unpickling failed"),
+    ("train", ["model.pretrained={run}/junk/bad.safetensors"], "cannot be read as safetensors"),
     ("train", ["+foo=1"], "+foo=1: 'foo' is not a key of the train config"),
     ("train", ["optimized_metric=val/accuracy"], "optimized_metric='val/accuracy'"),
     ("train", ["ckpt_path=last", "hydra.run.dir="], "hydra.run.dir= is empty"),
@@ -128,8 +131,13 @@ def test_bad_input_is_one_line_first_and_writes_nothing(command, args, named, sm
     run_dir = tmp_path / "new_run" if command in ("train", "eval") else smoke_run
     argv = [f"hydra.run.dir={run_dir}"] + [a.format(ckpt=ckpt, run=smoke_run) for a in args]
     monkeypatch.setattr(sys, "argv", [command, *(["experiment=smoke"] if command == "train" else []), *argv])
-    with pytest.raises(SystemExit) as info:
-        importlib.import_module(f"cifar_ft.{command}").main()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        with pytest.raises(SystemExit) as info:
+            importlib.import_module(f"cifar_ft.{command}").main()
+    finally:  # Hydra's job logging (console and file handlers) must not outlive this in-process command
+        root.handlers[:], root.level = handlers, level
     out, err = capfd.readouterr()
     lines = (out + err).strip().splitlines()
     assert info.value.code == 2 and len(lines) <= 5, out + err
