@@ -15,6 +15,7 @@ from cifar_ft.runs.artifacts import git_commit, to_float_dict, write_metrics, wr
 from cifar_ft.runs.build import build_trainer, print_config
 from cifar_ft.runs.checkpoints import check_classes, load_classifier, read_checkpoint
 from cifar_ft.runs.entry import command
+from cifar_ft.runs.figures import reliability_figure
 from cifar_ft.runs.provenance import check_test_split, run_data_config
 from cifar_ft.runs.validate import validate_config
 
@@ -49,8 +50,10 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
                     "git_commit": git_commit(), **split})
     if trainer.is_global_zero:
         out = write_metrics(Path(cfg.paths.output_dir) / "metrics.json", metrics)
-        if model.test_predictions is not None:
-            write_test_predictions(out.parent / "test_predictions.csv", model.test_predictions, model.class_names)
+        rows = model.test_predictions  # index, label, prediction, confidence, p(label)
+        if rows is not None:
+            write_test_predictions(out.parent / "test_predictions.csv", rows, model.class_names)
+            reliability_figure(rows[:, 3], rows[:, 1] == rows[:, 2]).savefig(out.parent / "reliability.png", dpi=110)
         log.info("Wrote %s", out)
     return metrics
 

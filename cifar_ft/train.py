@@ -57,8 +57,8 @@ def train(cfg: DictConfig) -> float | None:
     callbacks = build_callbacks(cfg.get("callbacks"), cfg.trainer.get("enable_progress_bar", True))
     provenance = record(cfg.data, datamodule)  # in every checkpoint: eval tests these held-out images
     trainer = build_trainer(cfg.trainer, [*callbacks, *pruning, RecordData(provenance)], loggers)
-    log_hparams(loggers, cfg, [cfg.optimized_metric, "test/acc", "test/f1_macro", "model/trainable_pct",
-                               "model/peak_memory_mb"])
+    log_hparams(loggers, cfg, [cfg.optimized_metric, "test/acc", "test/f1_macro", "test/ece", "test/nll",
+                               "model/trainable_pct", "model/peak_memory_mb"])
     fit_start = time.time()
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=not trust)
     fit_time = time.time() - fit_start

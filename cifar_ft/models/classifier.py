@@ -16,6 +16,7 @@ from cifar_ft.errors import ConfigError, check_choice
 from cifar_ft.models.groups import backbone_groups
 from cifar_ft.models.metrics import (
     StreamingClassification,
+    calibration_metrics,
     classification_metrics,
     confusion_matrix,
     per_class_accuracy,
@@ -101,6 +102,7 @@ class ImageClassifier(L.LightningModule):
         self.train_metrics = StreamingClassification(num_classes, "train/")  # no host sync per step
         self.val_metrics = classification_metrics(num_classes, "val")
         self.test_metrics = classification_metrics(num_classes, "test")
+        self.test_calibration = calibration_metrics(num_classes, "test")  # of the probabilities tested
         self.test_per_class = per_class_accuracy(num_classes)
         self.test_confmat = confusion_matrix(num_classes)
         self.confusion: torch.Tensor | None = None  # filled at the end of test
@@ -231,10 +233,12 @@ class ImageClassifier(L.LightningModule):
         probs = self.predict_probs(x)
         log_probs = probs.clamp_min(1e-12).log()  # the smoothed cross-entropy of the (averaged) probabilities
         self.test_metrics.update(probs, y)
+        self.test_calibration.update(probs, y)
         self.test_per_class.update(probs, y)
         self.test_confmat.update(probs, y)
         self.log("test/loss", self.loss(log_probs, y), on_epoch=True, sync_dist=True)
         self.log_dict(self.test_metrics, on_epoch=True)
+        self.log_dict(self.test_calibration, on_epoch=True)
         if index:
             conf, pred = probs.max(-1)
             columns = [index[0], y, pred, conf, probs.gather(1, y[:, None]).squeeze(1)]

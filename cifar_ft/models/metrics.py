@@ -5,6 +5,7 @@ import torch
 from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
+    MulticlassCalibrationError,
     MulticlassConfusionMatrix,
     MulticlassF1Score,
     MulticlassPrecision,
@@ -74,3 +75,49 @@ class StreamingClassification(Metric):
         if self.num_classes > 5:
             out["acc_top5"] = self.top5 / total
         return {f"{self.prefix}{k}": v.float() for k, v in out.items()}
+
+
+class _MeanScore(Metric):
+    """Mean over images of a per-image score of class probabilities; summed over DDP ranks."""
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("total", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
+
+    def score(self, probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def update(self, probs: torch.Tensor, target: torch.Tensor) -> None:
+        self.total += self.score(probs.double(), target).sum()
+        self.count += target.numel()
+
+    def compute(self) -> torch.Tensor:
+        return (self.total / self.count.clamp_min(1)).float()
+
+
+class NegativeLogLikelihood(_MeanScore):
+    """-log p(true class), without label smoothing (test/loss uses the training loss's smoothing).
+    Probabilities are clamped at 1e-12, so one confident mistake counts 27.6 nats, not infinity."""
+
+    def score(self, probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return -probs.gather(1, target[:, None]).squeeze(1).clamp_min(1e-12).log()
+
+
+class BrierScore(_MeanScore):
+    """Sum over classes of (p - one_hot)^2 (Brier, 1950; in [0, 2]); torchmetrics has no multiclass one."""
+
+    def score(self, probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        one_hot = torch.nn.functional.one_hot(target, probs.shape[1]).to(probs.dtype)
+        return (probs - one_hot).pow(2).sum(1)
+
+
+def calibration_metrics(num_classes: int, split: str, bins: int = 15) -> MetricCollection:
+    """ECE and MCE over `bins` equal-width confidence bins (torchmetrics' MulticlassCalibrationError,
+    the top-1 definition of Guo et al., 2017), NLL and Brier score, of class probabilities."""
+    kw = {"num_classes": num_classes, "n_bins": bins, "validate_args": False}
+    return MetricCollection({"ece": MulticlassCalibrationError(norm="l1", **kw),
+                             "mce": MulticlassCalibrationError(norm="max", **kw),
+                             "nll": NegativeLogLikelihood(), "brier": BrierScore()}, prefix=f"{split}/")

@@ -14,7 +14,7 @@ import torch
 
 from cifar_ft.contracts import RunFacts
 from cifar_ft.errors import ConfigError
-from cifar_ft.runs.figures import confusion_figure, plot_curves
+from cifar_ft.runs.figures import confusion_figure, plot_curves, reliability_figure
 
 
 def ensure_writable(directory: Path) -> None:
@@ -105,22 +105,25 @@ def run_facts(trainer: L.Trainer, seed: int, start: float, best: str | None, bes
 
 def write_test_artifacts(loggers: list, confusion: torch.Tensor | None, predictions: torch.Tensor | None,
                          class_names: list[str], output_dir: Path) -> None:
-    """confusion_matrix.png, per_class.csv, test_predictions.csv and curves.png in the run directory,
-    and the figure and per-class table in TensorBoard."""
+    """confusion_matrix.png, reliability.png, per_class.csv, test_predictions.csv and curves.png in the
+    run directory, and the figures and per-class table in TensorBoard."""
     if confusion is None:
         return
     rows = per_class_rows(confusion, class_names)
     write_per_class(output_dir / "per_class.csv", rows)
-    if predictions is not None:
+    figures = {"confusion_matrix": confusion_figure(confusion, class_names)}
+    if predictions is not None:  # rows: index, label, prediction, confidence, p(label)
         write_test_predictions(output_dir / "test_predictions.csv", predictions, class_names)
-    figure = confusion_figure(confusion, class_names)
-    figure.savefig(output_dir / "confusion_matrix.png", dpi=110)
+        figures["reliability"] = reliability_figure(predictions[:, 3], predictions[:, 1] == predictions[:, 2])
+    for name, figure in figures.items():
+        figure.savefig(output_dir / f"{name}.png", dpi=110)
     table = "| class | precision | recall | f1 | support |\n|---|---|---|---|---|\n" + "\n".join(
         f"| {r['class']} | {r['precision']} | {r['recall']} | {r['f1']} | {r['support']} |" for r in rows)
     for logger in loggers:
         experiment = getattr(logger, "experiment", None)
         if hasattr(experiment, "add_figure"):
-            experiment.add_figure("test/confusion_matrix", figure)
+            for name, figure in figures.items():
+                experiment.add_figure(f"test/{name}", figure)
             experiment.add_text("test/per_class", table)
             experiment.flush()
     plot_curves(output_dir / "tensorboard", output_dir / "curves.png")

@@ -130,3 +130,35 @@ def sweep_figure(groups: list[dict], curves: dict[str, list[list[float]]], metri
     right.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     return fig
+
+
+def reliability_bins(confidence: torch.Tensor, correct: torch.Tensor, bins: int = 15) -> dict[str, torch.Tensor]:
+    """Per equal-width confidence bin ((i/bins, (i+1)/bins], as torchmetrics bins them): image
+    count, mean confidence, accuracy; and ECE, the count-weighted mean |accuracy - confidence|."""
+    index = (confidence.double() * bins).ceil().long().clamp(1, bins) - 1
+    count = torch.bincount(index, minlength=bins).double()
+    conf = torch.bincount(index, weights=confidence.double(), minlength=bins) / count.clamp_min(1)
+    acc = torch.bincount(index, weights=correct.double(), minlength=bins) / count.clamp_min(1)
+    ece = ((acc - conf).abs() * count).sum() / count.sum().clamp_min(1)
+    return {"count": count, "confidence": conf, "accuracy": acc, "ece": ece}
+
+
+def reliability_figure(confidence: torch.Tensor, correct: torch.Tensor, bins: int = 15):
+    """Reliability diagram: accuracy per confidence bin against the diagonal (a calibrated model),
+    with the number of images per bin below; ECE in the title."""
+    from matplotlib.figure import Figure
+
+    r = reliability_bins(confidence, correct, bins)
+    edges = torch.linspace(0, 1, bins + 1)
+    fig = Figure(figsize=(5.5, 6.5), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+    filled = r["count"] > 0
+    top.bar(edges[:-1][filled], r["accuracy"][filled], width=1 / bins, align="edge", edgecolor="black",
+            label="accuracy")
+    top.plot([0, 1], [0, 1], "--", color="gray", label="calibrated")
+    top.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
+            title=f"reliability (test, {int(r['count'].sum())} images): ECE {float(r['ece']):.4f}")
+    top.legend(loc="upper left")
+    bottom.bar(edges[:-1], r["count"], width=1 / bins, align="edge", edgecolor="black", color="tab:gray")
+    bottom.set(xlabel="confidence (top-1 probability)", ylabel="images")
+    return fig

@@ -135,6 +135,9 @@ def test_run_directory_artifacts(cfg_factory):
     assert sum(int(r.split(",")[-1]) for r in rows[1:]) == 160  # every test image counted once
     from PIL import Image
 
-    for name in ("curves.png", "confusion_matrix.png"):
+    for name in ("curves.png", "confusion_matrix.png", "reliability.png"):
         with Image.open(out / name) as im:
             assert im.size[0] > 400 and im.size[1] > 300
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0 <= metrics["test/ece"] <= metrics["test/mce"] <= 1 and metrics["test/nll"] > 0
+    assert 0 <= metrics["test/brier"] <= 2
