@@ -105,8 +105,7 @@ class ImageClassifier(L.LightningModule):
         self.test_calibration = calibration_metrics(num_classes, "test")  # of the probabilities tested
         self.test_per_class = per_class_accuracy(num_classes)
         self.test_confmat = confusion_matrix(num_classes)
-        self.confusion: torch.Tensor | None = None  # filled at the end of test
-        self.test_predictions: torch.Tensor | None = None  # (N, 5) per test image, see _gather_test_rows
+        self.confusion, self.test_predictions = None, None  # filled at the end of test (see _gather_test_rows)
         self._test_rows: list[torch.Tensor] = []
         self._channels_last = False
         self._rng_to_restore: dict | None = None
@@ -237,8 +236,7 @@ class ImageClassifier(L.LightningModule):
         self.test_per_class.update(probs, y)
         self.test_confmat.update(probs, y)
         self.log("test/loss", self.loss(log_probs, y), on_epoch=True, sync_dist=True)
-        self.log_dict(self.test_metrics, on_epoch=True)
-        self.log_dict(self.test_calibration, on_epoch=True)
+        self.log_dict({**self.test_metrics, **self.test_calibration}, on_epoch=True)
         if index:
             conf, pred = probs.max(-1)
             columns = [index[0], y, pred, conf, probs.gather(1, y[:, None]).squeeze(1)]

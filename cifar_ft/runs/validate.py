@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lightning.pytorch.accelerators import AcceleratorRegistry
+from lightning.pytorch.strategies import StrategyRegistry
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from cifar_ft.backbones import SOURCES, check_backbone
@@ -27,6 +29,7 @@ from cifar_ft.models.classifier import HEAD_INITS, TTA
 from cifar_ft.models.metrics import MONITORABLE
 from cifar_ft.models.optim import DECAYS
 from cifar_ft.runs.checkpoints import resume_target
+from cifar_ft.runs.devices import check_devices, device_exists
 from cifar_ft.runs.export_formats import FORMATS as EXPORT_FORMATS
 from cifar_ft.strategies.lora import LORA_TARGETS
 
@@ -67,21 +70,6 @@ def _triple(positive: bool) -> tuple[Callable, str]:
     return ok, "a list of 3 numbers" + (" > 0" if positive else "")
 
 
-def _device(value: Any) -> bool:
-    """auto, or a torch device of a type we run on that exists on this machine (predict's `device=`)."""
-    import torch
-
-    if value == "auto":
-        return True
-    try:
-        device = torch.device(str(value))
-    except (RuntimeError, ValueError):
-        return False
-    if device.type == "cuda":
-        return torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()
-    return device.type == "cpu" or (device.type == "mps" and torch.backends.mps.is_available())
-
-
 POSITIVE = ((lambda v: _number(v) and v > 0), "a number > 0")
 NON_NEGATIVE = ((lambda v: _number(v) and v >= 0), "a number >= 0")
 FRACTION = _range(0.0, 1.0, hi_open=True)
@@ -119,7 +107,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "callbacks.ema.decay": _optional(_range(0.0, 1.0, lo_open=True, hi_open=True)),
     "callbacks.ema.update_every_n_steps": _int(1),
     "top_k": _int(1), "batch_size": _int(1),
-    "device": (_device, "auto, cpu, or cuda / cuda:N naming a GPU of this machine"),
+    "device": (device_exists, "auto, cpu, or cuda / cuda:N naming a GPU of this machine"),
     "inputs": ((lambda v: bool(v) and isinstance(v, (str, list, tuple))),
                "image files and/or folders, e.g. inputs=[cat.jpg,photos/]"),
     "strategy.rank": _int(1), "strategy.alpha": POSITIVE, "strategy.dropout": FRACTION, "strategy.tokens": _int(1),
@@ -134,6 +122,9 @@ CHOICES: dict[str, Any] = {
     "optimized_metric": MONITORABLE,
     "strategy.targets": LORA_TARGETS,
     "model.compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+    # Lightning's own registries: a typo fails here, not after the data is read and the config printed
+    "trainer.strategy": ("auto", *StrategyRegistry.available_strategies()),
+    "trainer.accelerator": ("auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators())),
     "trainer.precision": ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true"),
 }
 
@@ -178,7 +169,7 @@ def validate_config(cfg: DictConfig) -> None:
     if isinstance(backbone, str) and isinstance(source, str):
         check_backbone(backbone, source)
     _check_limits(cfg)
-    _check_devices(cfg)
+    check_devices(_get(cfg, "trainer.accelerator"), _get(cfg, "trainer.devices"))
     _check_targets(cfg)
     for node in ("data", "model", "strategy", "scheduler"):
         _check_known_keys(cfg, node)
@@ -230,18 +221,6 @@ def _check_known_keys(cfg: DictConfig, node: str) -> None:
             raise ConfigError(f"{node}.{key}: unknown {node} option for {section._target_.rsplit('.', 1)[-1]}."
                               f"{close_matches(str(key), accepted)} (valid: {', '.join(sorted(accepted))}; "
                               f"a key an experiment set for another {node} choice: drop it with ~{node}.{key})")
-
-
-def _check_devices(cfg: DictConfig) -> None:
-    """Several devices without a GPU would silently start that many CPU processes of the model."""
-    import torch
-
-    accelerator, devices = _get(cfg, "trainer.accelerator"), _get(cfg, "trainer.devices")
-    count = len(devices) if isinstance(devices, list) else devices if isinstance(devices, int) else 1
-    if accelerator in ("auto", "gpu", "cuda") and count > 1 and not torch.cuda.is_available():
-        raise ConfigError(f"trainer.devices={devices} with trainer.accelerator={accelerator}: no GPU was found "
-                          "here; for DDP over CPU processes say trainer.accelerator=cpu (or trainer=ddp_cpu), "
-                          "else use trainer.devices=1")
 
 
 def _check_limits(cfg: DictConfig) -> None:

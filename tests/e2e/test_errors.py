@@ -104,6 +104,8 @@ BAD_INPUTS = [
     ("train", ["scheduler=plateau"], "scheduler.warmup_steps: unknown scheduler option for PlateauSchedule"),
     ("eval", ["ckpt_path={run}/junk/random.ckpt"], "is not a readable torch file (unpickling failed"),
     ("train", ["model.pretrained={run}/junk/bad.safetensors"], "cannot be read as safetensors"),
+    ("train", ["trainer.strategy=dpp"], "trainer.strategy='dpp'"),
+    ("train", ["trainer.accelerator=tpu2"], "trainer.accelerator='tpu2'"),
     ("train", ["+foo=1"], "+foo=1: 'foo' is not a key of the train config"),
     ("train", ["optimized_metric=val/accuracy"], "optimized_metric='val/accuracy'"),
     ("train", ["ckpt_path=last", "hydra.run.dir="], "hydra.run.dir= is empty"),

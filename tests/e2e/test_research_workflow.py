@@ -83,6 +83,7 @@ def test_a_killed_sweep_rerun_finishes_only_what_is_missing(tmp_path):
     assert len((sweep / "summary.csv").read_text().strip().splitlines()) == 5  # header + 4 jobs, once each
 
 
+@pytest.mark.slow  # a killed search and its re-run: ~27 s
 def test_a_killed_optuna_search_resumes_to_its_trial_count(tmp_path):
     optuna = pytest.importorskip("optuna")
     sweep = tmp_path / "opt"
@@ -101,7 +102,7 @@ def test_a_killed_optuna_search_resumes_to_its_trial_count(tmp_path):
     assert sorted(d.name for d in sweep.iterdir() if d.name.isdigit()) == ["0", "1", "2", "3"]
 
 
-@pytest.mark.parametrize("preset", ["fdr", "overfit", "limit", "profiler"])
+@pytest.mark.parametrize("preset", ["fdr", pytest.param("overfit", marks=pytest.mark.slow), "limit", "profiler"])
 def test_debug_presets_run_and_write_nowhere_else(preset, tmp_path):
     run = tmp_path / "run"
     proc = command("experiment=smoke", f"debug={preset}", "trainer.enable_progress_bar=false", f"hydra.run.dir={run}")

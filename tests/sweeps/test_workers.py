@@ -77,6 +77,7 @@ def test_two_workers_share_one_sqlite_study(tmp_path):
     assert "## Optuna study `cifar_ft` (maximize)" in (sweep / "summary.md").read_text()
 
 
+@pytest.mark.slow  # two workers, one killed: ~23 s
 def test_a_killed_worker_trial_is_taken_over_and_resumed(tmp_path):
     sweep = tmp_path / "S"
     storage = f"sqlite:///{sweep}/optuna.db"
@@ -137,6 +138,7 @@ def test_a_trial_of_a_lost_node_is_retried_after_its_heartbeat_goes_stale(tmp_pa
     assert sorted(d.name for d in sweep.iterdir() if d.name.isdigit()) == fresh  # a retry has no directory of its own
 
 
+@pytest.mark.slow  # a pruned search: ~26 s
 def test_median_pruner_stops_a_hopeless_trial_after_its_first_epoch(tmp_path):
     sweep = tmp_path / "S"
     learnable = ["data.noise=0.1", "callbacks.freeze.freeze_epochs=0", "trainer.max_epochs=3", "~hydra.sweeper.params",
