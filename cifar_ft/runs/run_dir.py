@@ -2,8 +2,9 @@
 
 `guard(config_name, overrides)` runs in `cifar_ft.runs.entry.prevalidate`, after the config is
 validated and before Hydra's main; only for single runs (a multirun's job directories belong to the
-sweep, `cifar_ft.sweeps.jobs`) and only on the launching process (DDP ranks > 0, which Lightning
-starts with `LOCAL_RANK` set, join the directory rank 0 holds). With `hydra.run.dir=DIR`:
+sweep, `cifar_ft.sweeps.jobs`) and only on the launching process (global rank 0 on node 0: other
+DDP ranks and nodes, started with `LOCAL_RANK` / `RANK` / `NODE_RANK` set, join the directory it
+holds). With `hydra.run.dir=DIR`:
 
 - an empty value is refused (Hydra would write into the current directory);
 - `train` into a directory that holds a run's results (`metrics.json` or a checkpoint) is refused
@@ -43,9 +44,18 @@ def holds_results(directory: Path) -> list[str]:
     return found + sorted(f"checkpoints/{p.name}" for p in (directory / "checkpoints").glob("*.ckpt"))
 
 
+# set per process by Lightning's DDP launcher, torchrun (one launcher per node) and SLURM
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID")
+
+
+def launching_process() -> bool:
+    """Whether this is the run's first process (global rank 0 of node 0), which owns the directory."""
+    return all(os.environ.get(name, "0") == "0" for name in RANK_VARIABLES)
+
+
 def guard(config_name: str, overrides: list[str]) -> None:
     """The checks above, then the lock (see the module docstring)."""
-    if os.environ.get("LOCAL_RANK", "0") != "0":
+    if not launching_process():
         return
     run_dir = last_value(overrides, "hydra.run.dir")
     resume = (last_value(overrides, "resume") or "").lower() == "true"
@@ -109,7 +119,7 @@ def discard_if_empty(directory: Path, created: bool) -> None:
     only Hydra's files (`.hydra/`, the job's `.log`) and our lock: a command that failed before doing
     anything leaves nothing behind."""
     key = str(directory.resolve()) if directory.exists() else None
-    if key is None or not (created or key in _created):
+    if key is None or not launching_process() or not (created or key in _created):
         return
     names = {p.name for p in directory.iterdir()}
     if any(not (n in {".hydra", LOCK_NAME} or n.endswith(".log")) for n in names):

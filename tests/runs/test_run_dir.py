@@ -101,3 +101,13 @@ def test_a_finished_runs_checkpoint_in_a_new_directory_is_refused_but_can_train_
     with pytest.raises(ConfigError, match=r"is the checkpoint of a finished run \(epoch 0.*trainer.max_epochs=1"):
         train(cfg_factory("trainer.max_epochs=1", f"ckpt_path={last}", name="again"))
     assert train(cfg_factory("trainer.max_epochs=2", f"ckpt_path={last}", name="longer")) is not None
+
+
+@pytest.mark.parametrize("variable", ["LOCAL_RANK", "RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID"])
+def test_other_ranks_and_nodes_join_the_directory_the_first_process_holds(tmp_path, monkeypatch, variable):
+    """DDP ranks > 0 and the processes of other nodes (torchrun, SLURM) run the same command line into
+    the same directory: they neither check nor lock it (the first process did both)."""
+    run = finished_run(tmp_path)
+    monkeypatch.setenv(variable, "1")
+    guard("train", [f"hydra.run.dir={run}"])  # would be refused on the first process
+    assert not (run / LOCK_NAME).exists()
