@@ -5,9 +5,12 @@ import csv
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 
+@pytest.mark.slow  # a 3-job multirun: ~24 s
 def test_multirun_summary_with_a_failing_job(tmp_path):
     sweep = tmp_path / "S"
     proc = subprocess.run([sys.executable, "-m", "cifar_ft.train", "-m", "experiment=smoke",
@@ -32,6 +35,7 @@ def test_multirun_summary_with_a_failing_job(tmp_path):
     assert len(list(csv.DictReader((sweep / "summary.csv").open()))) == 4
 
 
+@pytest.mark.slow  # a 3-trial search: ~17 s
 def test_optuna_search_three_trials_names_the_best(tmp_path):
     sweep = tmp_path / "opt"
     proc = subprocess.run([sys.executable, "-m", "cifar_ft.train", "-m", "hparams_search=optuna", "experiment=smoke",

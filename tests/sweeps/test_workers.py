@@ -69,6 +69,7 @@ def two_workers_share_one_study(tmp_path: Path, storage: str | None = None, stud
     assert view["states"] == {"COMPLETE": 6} and len(view["trials"]) == 6
 
 
+@pytest.mark.slow  # two worker processes, one study: ~20 s
 def test_two_workers_share_one_sqlite_study(tmp_path):
     two_workers_share_one_study(tmp_path)
     sweep = tmp_path / "S"
