@@ -66,7 +66,7 @@ def load_torch_file(path: str | Path, key: str, trust: bool = False) -> Any:
         names = re.findall(r"GLOBAL ([\w.]+)", str(exc))
         if names:
             raise _refusal(key, path, names) from exc
-        # torch's text opens with advice to load with weights_only=False: quote only the reason
+        # torch's text opens with advice to turn its safe loading off: quote only the reason it failed
         found = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n|$)", str(exc))
         reason = found.group(1) if found else (str(exc).strip().splitlines() or [""])[-1]
         raise ConfigError(f"{key}={str(path)!r} is not a readable torch file (unpickling failed: {reason}); "
