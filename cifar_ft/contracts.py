@@ -96,3 +96,18 @@ class RunFacts(Protocol):
     metrics.json, read once after fit (e.g. images/s and MFU from the throughput meter)."""
 
     def run_facts(self) -> dict[str, float]: ...
+
+
+@runtime_checkable
+class CalibratableModule(Protocol):
+    """What temperature scaling (callbacks/temperature.py) needs from the module, at the start of the
+    final test, once the tested weights are loaded: `tta_log_probs(x)`, the log class probabilities
+    (B, C) of a normalised image batch under the module's own test-time augmentation, before any
+    temperature; `set_temperature(T)`, the temperature the test and everything after it apply."""
+
+    @property
+    def device(self) -> torch.device: ...
+
+    def tta_log_probs(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def set_temperature(self, value: float) -> None: ...

@@ -13,7 +13,7 @@ from omegaconf import DictConfig, open_dict
 from cifar_ft.callbacks.stop_on_signal import StopOnSignal
 from cifar_ft.runs.artifacts import git_commit, to_float_dict, write_metrics, write_test_predictions
 from cifar_ft.runs.build import build_trainer, print_config
-from cifar_ft.runs.checkpoints import check_classes, load_classifier, read_checkpoint
+from cifar_ft.runs.checkpoints import check_classes, choose_temperature, load_classifier, read_checkpoint
 from cifar_ft.runs.entry import command
 from cifar_ft.runs.figures import reliability_figure
 from cifar_ft.runs.provenance import check_test_split, run_data_config
@@ -40,6 +40,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     model = load_classifier(cfg.ckpt_path, trust, ckpt)
     if cfg.get("tta"):
         model.hparams.tta = cfg.tta
+    temperature = choose_temperature(model, cfg.get("calibrate"), cfg.ckpt_path)
     print_config(cfg)
     bar = [RichProgressBar()] if cfg.trainer.get("enable_progress_bar", True) else []
     stop = StopOnSignal(str(Path(cfg.paths.output_dir) / "checkpoints"))  # SIGTERM: stop after the batch
@@ -47,7 +48,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     trainer.test(model, datamodule=datamodule)
     metrics = {k: v for k, v in to_float_dict(trainer.callback_metrics).items() if k.startswith("test/")}
     metrics.update({"ckpt_path": str(Path(cfg.ckpt_path).resolve()), "tta": model.hparams.tta,
-                    "git_commit": git_commit(), **split})
+                    "temperature": temperature, "git_commit": git_commit(), **split})
     if trainer.is_global_zero:
         out = write_metrics(Path(cfg.paths.output_dir) / "metrics.json", metrics)
         rows = model.test_predictions  # index, label, prediction, confidence, p(label)

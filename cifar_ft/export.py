@@ -14,7 +14,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from cifar_ft.errors import ConfigError, check_choice
-from cifar_ft.runs.checkpoints import load_classifier, read_checkpoint
+from cifar_ft.runs.checkpoints import choose_temperature, load_classifier, read_checkpoint
 from cifar_ft.runs.entry import command
 from cifar_ft.runs.export_formats import FORMATS, ExportInfo
 from cifar_ft.runs.model_card import model_card
@@ -32,10 +32,11 @@ def export(cfg: DictConfig) -> list[Path]:
     out = Path(cfg.out) if cfg.get("out") else Path(cfg.paths.output_dir) / fmt
     check_out(out, bool(cfg.get("overwrite", False)))
     model = load_classifier(cfg.ckpt_path, trust, ckpt).eval()
+    temperature = choose_temperature(model, cfg.get("calibrate"), cfg.ckpt_path)  # folded into the head
     info = ExportInfo(class_names=list(hp["class_names"]), input_size=int(hp["input_size"]),
                       mean=list(hp["mean"]), std=list(hp["std"]),
                       eval_crop_pct=float(prep.get("eval_crop_pct", 1.0)),
-                      model_card=model_card(cfg.ckpt_path, hp, fmt))
+                      model_card=model_card(cfg.ckpt_path, hp, fmt, temperature), temperature=temperature)
     with whole_folder(out) as tmp:  # appears complete or not at all
         files = [out / f.relative_to(tmp) for f in FORMATS[fmt](model, tmp, info)]
     log.info("Exported %s to %s: %s", cfg.ckpt_path, out, ", ".join(str(f.relative_to(out)) for f in files))

@@ -14,7 +14,7 @@ from cifar_ft.data.image_folder import BAD_IMAGE_POLICIES
 from cifar_ft.data.images import IMAGE_SUFFIXES, decode_image
 from cifar_ft.data.transforms import BatchTransform
 from cifar_ft.errors import ConfigError, check_choice
-from cifar_ft.runs.checkpoints import load_classifier, read_checkpoint
+from cifar_ft.runs.checkpoints import choose_temperature, load_classifier, read_checkpoint
 from cifar_ft.runs.entry import command
 from cifar_ft.runs.validate import validate_config
 
@@ -61,7 +61,8 @@ def load_images(paths: list[Path], size: int, on_bad_image: str) -> tuple[list[P
 @torch.inference_mode()
 def classify(model: nn.Module, images: torch.Tensor, transform: BatchTransform, batch_size: int,
              device: torch.device, tta: str | None = None) -> torch.Tensor:
-    """Class probabilities (N, num_classes), float32 on the CPU (`tta`: default the checkpoint's)."""
+    """Class probabilities (N, num_classes), float32 on the CPU (`tta`: default the checkpoint's; the
+    model's temperature applied)."""
     model.eval().to(device)
     out = []
     for start in range(0, len(images), batch_size):
@@ -125,6 +126,7 @@ def predict(cfg: DictConfig) -> list[dict]:
                                          cfg.on_bad_image)
     device = resolve_device(str(cfg.device))
     model = load_classifier(cfg.ckpt_path, trust, ckpt)
+    choose_temperature(model, cfg.get("calibrate"), cfg.ckpt_path)
     transform = BatchTransform(hp["input_size"], hp["mean"], hp["std"], train=False, preset="none",
                                eval_crop_pct=float(prep.get("eval_crop_pct", 1.0)))
     probs = classify(model, images, transform, int(cfg.batch_size), device, cfg.get("tta"))

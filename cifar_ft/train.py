@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from hydra_plugins.cifar_ft.optuna_sweeper import register as register_sweeper
 from omegaconf import DictConfig
 
+from cifar_ft.callbacks.temperature import TemperatureScaling
 from cifar_ft.runs.artifacts import ensure_writable, run_facts, to_float_dict, write_metrics, write_test_artifacts
 from cifar_ft.runs.build import build_callbacks, build_loggers, build_trainer, log_hparams, print_config
 from cifar_ft.runs.checkpoints import refuse_finished, resolve_ckpt, resume_target
@@ -45,6 +46,7 @@ def train(cfg: DictConfig) -> float | None:
         refuse_finished(ckpt_path, output_dir, cfg.trainer.get("max_epochs"), cfg.trainer.get("max_steps"))
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")  # data problems (missing folders, batch larger than the data) come first
+    calibrate = cfg.get("calibrate") == "temperature"  # a fit always has a validation split (datamodule)
     for warning in short_run_warnings(cfg, datamodule.split_size("train")):
         log.warning(warning)
     L.seed_everything(cfg.seed, workers=True)
@@ -56,7 +58,8 @@ def train(cfg: DictConfig) -> float | None:
     pruning = trial_callbacks(sweeper_settings(), cfg.optimized_metric)  # a trial of a pruned Optuna search
     callbacks = build_callbacks(cfg.get("callbacks"), cfg.trainer.get("enable_progress_bar", True))
     provenance = record(cfg.data, datamodule)  # in every checkpoint: eval tests these held-out images
-    trainer = build_trainer(cfg.trainer, [*callbacks, *pruning, RecordData(provenance)], loggers)
+    scaling = [TemperatureScaling()] if calibrate else []  # fitted at the start of the final test
+    trainer = build_trainer(cfg.trainer, [*callbacks, *pruning, *scaling, RecordData(provenance)], loggers)
     log_hparams(loggers, cfg, [cfg.optimized_metric, "test/acc", "test/f1_macro", "test/ece", "test/nll",
                                "model/trainable_pct", "model/peak_memory_mb"])
     fit_start = time.time()
@@ -71,6 +74,7 @@ def train(cfg: DictConfig) -> float | None:
     metrics = {k: v for k, v in to_float_dict(trainer.callback_metrics).items() if k.startswith("test/")}
     metrics.update(run_facts(trainer, cfg.seed, start, best, best_score, cfg.optimized_metric), fit_time_s=fit_time,
                    tta=model.hparams.tta, strategy=model.strategy.name,
+                   calibrate=cfg.get("calibrate") or "none",
                    **({"test_split_fingerprint": provenance["test_fingerprint"]} if "test" in provenance else {}))
     if trainer.is_global_zero:
         write_metrics(output_dir / "metrics.json", metrics)

@@ -13,13 +13,16 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from cifar_ft.backbones import create_backbone, layer_groups, prefers_channels_last
 from cifar_ft.errors import ConfigError, check_choice
+from cifar_ft.models.calibration import TTA, apply_temperature
 from cifar_ft.models.groups import backbone_groups
+from cifar_ft.models.heads import new_head
 from cifar_ft.models.metrics import (
     StreamingClassification,
     calibration_metrics,
     classification_metrics,
     confusion_matrix,
     per_class_accuracy,
+    unique_sorted_rows,
 )
 from cifar_ft.models.optim import build_optimizer, join_param_groups, param_groups
 from cifar_ft.models.rng import rng_state, set_rng_state
@@ -27,25 +30,6 @@ from cifar_ft.strategies import FinetuningStrategy, build_strategy
 from cifar_ft.strategies import checkpoint as small
 
 log = logging.getLogger(__name__)
-
-
-def _probs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return model(x).float().softmax(-1)
-
-
-# model.tta / tta -> class probabilities of an image batch (test, eval, predict)
-TTA: dict[str, Callable[[nn.Module, torch.Tensor], torch.Tensor]] = {
-    "none": _probs,
-    "flip": lambda model, x: (_probs(model, x) + _probs(model, x.flip(-1))) / 2,  # the image and its mirror
-}
-
-# model.head_init -> weight init of the fresh head (its bias starts at zero, except `default`)
-HEAD_INITS: dict[str, Callable[[nn.Linear], None]] = {
-    "trunc_normal": lambda head: nn.init.trunc_normal_(head.weight, std=0.02),
-    "zeros": lambda head: nn.init.zeros_(head.weight),
-    "xavier": lambda head: nn.init.xavier_uniform_(head.weight),
-    "default": lambda head: None,  # nn.Linear's own (Kaiming-uniform weight and bias)
-}
 
 
 class ImageClassifier(L.LightningModule):
@@ -93,16 +77,15 @@ class ImageClassifier(L.LightningModule):
             p.requires_grad_(n in eligible)  # never trains under this strategy, whatever the schedule does
         self._base_hash: str | None = None  # of the frozen base weights (small checkpoints), once
         self.dropout = nn.Dropout(head_dropout)
-        self.head = nn.Linear(self.backbone.num_features, num_classes)
-        init = HEAD_INITS[check_choice("model.head_init", head_init, HEAD_INITS)]
-        if head_init != "default":
-            init(self.head)
-            nn.init.zeros_(self.head.bias)
+        self.head = new_head(self.backbone.num_features, num_classes, head_init)
         self.class_names = list(class_names or [str(i) for i in range(num_classes)])
         self.train_metrics = StreamingClassification(num_classes, "train/")  # no host sync per step
         self.val_metrics = classification_metrics(num_classes, "val")
         self.test_metrics = classification_metrics(num_classes, "test")
         self.test_calibration = calibration_metrics(num_classes, "test")  # of the probabilities tested
+        self.test_uncalibrated = calibration_metrics(num_classes, "test", postfix="_uncalibrated")  # before T
+        # Temperature scaling (models/calibration.py): 1 = none; fitted after training by calibrate=temperature
+        self.register_buffer("temperature", torch.ones((), dtype=torch.float64))
         self.test_per_class = per_class_accuracy(num_classes)
         self.test_confmat = confusion_matrix(num_classes)
         self.confusion, self.test_predictions = None, None  # filled at the end of test (see _gather_test_rows)
@@ -178,6 +161,8 @@ class ImageClassifier(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._rng_to_restore = checkpoint.get("rng_state")
+        for key in ("state_dict", "current_model_state"):  # a checkpoint from before temperature scaling
+            checkpoint.get(key, {}).setdefault("temperature", torch.ones((), dtype=torch.float64))
         record = checkpoint.get(small.BASE_KEY)
         if record is None:
             return
@@ -219,24 +204,38 @@ class ImageClassifier(L.LightningModule):
         self.log("val/loss", self.loss(logits, y), on_epoch=True, sync_dist=True)
         self.log_dict(self.val_metrics, on_epoch=True)
 
-    def predict_probs(self, x: torch.Tensor, tta: str | None = None) -> torch.Tensor:
-        """Class probabilities (B, C) of images, with test-time augmentation `tta` (default: the
-        checkpoint's `model.tta`)."""
+    def tta_log_probs(self, x: torch.Tensor, tta: str | None = None) -> torch.Tensor:
+        """Log class probabilities (B, C) of images under test-time augmentation `tta` (default: the
+        checkpoint's `model.tta`), before temperature scaling."""
         return TTA[check_choice("tta", tta or self.hparams.tta, TTA)](self, x)
+
+    def predict_probs(self, x: torch.Tensor, tta: str | None = None) -> torch.Tensor:
+        """Class probabilities (B, C) of images: TTA, then the stored temperature (1: none)."""
+        return apply_temperature(self.tta_log_probs(x, tta), self.temperature.float())
+
+    def set_temperature(self, value: float) -> None:
+        """The temperature the test, eval, predict and exports apply (1.0: switched off)."""
+        if not value > 0:
+            raise ConfigError(f"temperature={value} must be > 0")
+        self.temperature.fill_(float(value))
 
     def on_test_epoch_start(self) -> None:
         self._test_rows = []
 
     def test_step(self, batch, batch_idx: int) -> None:
         x, y, *index = batch
-        probs = self.predict_probs(x)
-        log_probs = probs.clamp_min(1e-12).log()  # the smoothed cross-entropy of the (averaged) probabilities
+        log_probs = self.tta_log_probs(x)
+        probs = apply_temperature(log_probs, self.temperature.float())
         self.test_metrics.update(probs, y)
         self.test_calibration.update(probs, y)
         self.test_per_class.update(probs, y)
         self.test_confmat.update(probs, y)
+        # the smoothed cross-entropy of the (averaged) probabilities, as trained: before temperature
         self.log("test/loss", self.loss(log_probs, y), on_epoch=True, sync_dist=True)
         self.log_dict({**self.test_metrics, **self.test_calibration}, on_epoch=True)
+        if float(self.temperature) != 1.0:  # calibrated: the figures before it too
+            self.test_uncalibrated.update(log_probs.exp(), y)
+            self.log_dict(self.test_uncalibrated, on_epoch=True)
         if index:
             conf, pred = probs.max(-1)
             columns = [index[0], y, pred, conf, probs.gather(1, y[:, None]).squeeze(1)]
@@ -258,11 +257,7 @@ class ImageClassifier(L.LightningModule):
         rows = torch.cat(self._test_rows)
         if self.trainer.world_size > 1:
             rows = self.all_gather(rows).reshape(-1, rows.shape[1])
-        rows = rows.cpu()
-        rows = rows[rows[:, 0].argsort(stable=True)]
-        keep = torch.ones(len(rows), dtype=torch.bool)
-        keep[1:] = rows[1:, 0] != rows[:-1, 0]
-        return rows[keep]
+        return unique_sorted_rows(rows.cpu())
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         return self.predict_probs(batch[0] if isinstance(batch, (tuple, list)) else batch)

@@ -114,10 +114,21 @@ class BrierScore(_MeanScore):
         return (probs - one_hot).pow(2).sum(1)
 
 
-def calibration_metrics(num_classes: int, split: str, bins: int = 15) -> MetricCollection:
+def calibration_metrics(num_classes: int, split: str, bins: int = 15, postfix: str = "") -> MetricCollection:
     """ECE and MCE over `bins` equal-width confidence bins (torchmetrics' MulticlassCalibrationError,
-    the top-1 definition of Guo et al., 2017), NLL and Brier score, of class probabilities."""
+    the top-1 definition of Guo et al., 2017), NLL and Brier score, of class probabilities, named
+    `split/<name><postfix>`."""
     kw = {"num_classes": num_classes, "n_bins": bins, "validate_args": False}
     return MetricCollection({"ece": MulticlassCalibrationError(norm="l1", **kw),
                              "mce": MulticlassCalibrationError(norm="max", **kw),
-                             "nll": NegativeLogLikelihood(), "brier": BrierScore()}, prefix=f"{split}/")
+                             "nll": NegativeLogLikelihood(), "brier": BrierScore()}, prefix=f"{split}/",
+                            postfix=postfix or None)
+
+
+def unique_sorted_rows(rows: torch.Tensor) -> torch.Tensor:
+    """Rows sorted by their first column (an image index), each index once: a DistributedSampler pads
+    the last ranks with repeats of the first images."""
+    rows = rows[rows[:, 0].argsort(stable=True)]
+    keep = torch.ones(len(rows), dtype=torch.bool, device=rows.device)
+    keep[1:] = rows[1:, 0] != rows[:-1, 0]
+    return rows[keep]

@@ -86,6 +86,17 @@ def load_classifier(path: str, trust: bool = False, ckpt: dict | None = None) ->
     return model
 
 
+def choose_temperature(model: ImageClassifier, calibrate: str | None, path: str) -> float:
+    """The temperature eval, predict and export apply: the checkpoint's (`calibrate` null), none
+    (`none`: 1.0), or the checkpoint's, required (`temperature`: a checkpoint without one is an error)."""
+    if calibrate == "none":
+        model.set_temperature(1.0)
+    elif calibrate == "temperature" and float(model.temperature) == 1.0:
+        raise ConfigError(f"calibrate=temperature: ckpt_path={path!r} holds no fitted temperature; train with "
+                          "calibrate=temperature, or use calibrate=null|none")
+    return float(model.temperature)
+
+
 def check_classes(ckpt_names: list[str], data_names: list[str], path: str) -> None:
     if list(ckpt_names) != list(data_names):
         raise ConfigError(f"checkpoint {path!r} was trained on {len(ckpt_names)} classes {list(ckpt_names)} "

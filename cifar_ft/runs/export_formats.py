@@ -22,6 +22,7 @@ from torch import nn
 
 from cifar_ft.backbones.timm_models import architecture_args
 from cifar_ft.errors import ConfigError
+from cifar_ft.models.calibration import fold_into_head
 from cifar_ft.models.classifier import ImageClassifier
 
 log = logging.getLogger("cifar_ft")
@@ -37,11 +38,13 @@ class ExportInfo:
     std: list[float]
     eval_crop_pct: float
     model_card: str
+    temperature: float = 1.0  # folded into the exported head: its softmax is the calibrated probabilities
 
 
 def to_timm(model: ImageClassifier, backbone: nn.Module | None = None) -> nn.Module:
-    """The timm model (classifier included, eval mode) with exactly our head and the strategy's merged
-    backbone weights (or those of `backbone`, a plain module of the same architecture)."""
+    """The timm model (classifier included, eval mode) with exactly our head (the model's temperature
+    folded in: logits z / T) and the strategy's merged backbone weights (or those of `backbone`, a
+    plain module of the same architecture)."""
     hp = model.hparams
     backbone = model.strategy.merged(model.backbone) if backbone is None else backbone
     net = timm.create_model(hp.backbone, pretrained=False, num_classes=hp.num_classes,
@@ -50,7 +53,8 @@ def to_timm(model: ImageClassifier, backbone: nn.Module | None = None) -> nn.Mod
     if not isinstance(slot, str):
         raise ConfigError(f"model.backbone={hp.backbone!r} has classifier slots {slot!r}; export supports one")
     state = dict(backbone.state_dict())
-    state.update({f"{slot}.weight": model.head.weight.detach(), f"{slot}.bias": model.head.bias.detach()})
+    weight, bias = fold_into_head(model.head.weight, model.head.bias, float(model.temperature))
+    state.update({f"{slot}.weight": weight, f"{slot}.bias": bias})
     net.load_state_dict(state, strict=True)  # every tensor, by name: a mismatch fails here
     return net.eval()
 
@@ -60,7 +64,11 @@ class Traced(nn.Module):
 
     def __init__(self, model: ImageClassifier) -> None:
         super().__init__()
-        self.backbone, self.head = model.backbone, model.head
+        self.backbone, self.head = model.backbone, nn.Linear(model.head.in_features, model.head.out_features)
+        weight, bias = fold_into_head(model.head.weight, model.head.bias, float(model.temperature))
+        with torch.no_grad():
+            self.head.weight.copy_(weight)
+            self.head.bias.copy_(bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))
@@ -87,7 +95,10 @@ def write_timm(net: nn.Module, out: Path, info: ExportInfo) -> list[Path]:
 
     data_config = {"input_size": (3, info.input_size, info.input_size), "mean": tuple(info.mean),
                    "std": tuple(info.std), "crop_pct": info.eval_crop_pct, "interpolation": "bilinear"}
-    save_for_hf(net, str(out), model_config={"label_names": list(info.class_names)}, safe_serialization=True,
+    config = {"label_names": list(info.class_names)}
+    if info.temperature != 1.0:  # a record: it is in the weights already
+        config["cifar_ft_temperature_folded"] = info.temperature
+    save_for_hf(net, str(out), model_config=config, safe_serialization=True,
                 data_config=data_config)
     (out / "README.md").write_text(info.model_card)
     return [out / "model.safetensors", out / "config.json", out / "README.md"]

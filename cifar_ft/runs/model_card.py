@@ -22,7 +22,7 @@ def _load(path: Path, reader) -> object | None:
     return reader(path.read_text()) if path.is_file() else None
 
 
-def model_card(ckpt_path: str, hparams: dict, fmt: str) -> str:
+def model_card(ckpt_path: str, hparams: dict, fmt: str, temperature: float = 1.0) -> str:
     run = _run_dir(ckpt_path)
     metrics = _load(run / "metrics.json", json.loads) or {}
     config = _load(run / ".hydra" / "config.yaml", yaml.safe_load) or {}
@@ -49,6 +49,9 @@ def model_card(ckpt_path: str, hparams: dict, fmt: str) -> str:
               f"RGB images at {hparams['input_size']} x {hparams['input_size']} px, scaled to [0, 1] and "
               f"normalised with mean {list(hparams['mean'])} and std {list(hparams['std'])}. Training images "
               "were stored at their native size and resized bilinearly on the device.", "",
+              *([f"Calibrated by temperature scaling (T = {temperature:.4f}, fitted on the validation split): "
+                 "1/T is folded into the classifier, so the softmax of the outputs is the calibrated "
+                 "probabilities.", ""] if temperature != 1.0 else []),
               "## Training", "",
               f"Data: `{data.get('_target_', '?')}`" + (f", root `{data['root']}`" if data.get("root") else "")
               + f"; augmentation `{data.get('augment', '?')}`.", "",

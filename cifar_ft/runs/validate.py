@@ -25,7 +25,8 @@ from cifar_ft.data.cifar import DATASETS
 from cifar_ft.data.image_folder import BAD_IMAGE_POLICIES, FolderSource
 from cifar_ft.data.transforms import PRESETS, AugmentOptions
 from cifar_ft.errors import ConfigError, check_choice, close_matches
-from cifar_ft.models.classifier import HEAD_INITS, TTA
+from cifar_ft.models.calibration import CALIBRATIONS, TTA
+from cifar_ft.models.heads import HEAD_INITS
 from cifar_ft.models.metrics import MONITORABLE
 from cifar_ft.models.optim import DECAYS
 from cifar_ft.runs.checkpoints import resume_target
@@ -118,7 +119,8 @@ CHOICES: dict[str, Any] = {
     "data.augment": PRESETS, "data.on_bad_image": BAD_IMAGE_POLICIES, "data.dataset": DATASETS,
     "model.source": SOURCES, "model.head_init": HEAD_INITS, "scheduler.decay": DECAYS,
     "callbacks.freeze.unfreeze": UNFREEZE_MODES, "on_bad_image": BAD_IMAGE_POLICIES,
-    "format": EXPORT_FORMATS, "tta": (*TTA, None), "model.tta": TTA, "optimized_mode": ("max", "min"),
+    "format": EXPORT_FORMATS, "tta": (*TTA, None), "model.tta": TTA,
+    "calibrate": (*CALIBRATIONS, None), "optimized_mode": ("max", "min"),
     "optimized_metric": MONITORABLE,
     "strategy.targets": LORA_TARGETS,
     "model.compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),

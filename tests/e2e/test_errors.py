@@ -113,6 +113,8 @@ BAD_INPUTS = [
     ("train", ["ckpt_path={ckpt}"], "is the checkpoint of a finished run"),
     ("eval", ["ckpt_path={ckpt}", "hydra.run.dir={run}"], "holds a run's results"),
     ("train", ["hydra.run.dir={run}"], "holds a run already"),
+    ("train", ["calibrate=temprature"], "calibrate='temprature'"),
+    ("eval", ["ckpt_path={ckpt}", "calibrate=temperature"], "holds no fitted temperature"),
 ]
 
 

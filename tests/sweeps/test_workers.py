@@ -13,6 +13,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy.exc
 import torch
 
 from cifar_ft.sweeps.storage import WORKER_ATTR
@@ -92,6 +93,8 @@ def test_a_killed_worker_trial_is_taken_over_and_resumed(tmp_path):
         try:
             running = trials(storage)
         except KeyError:  # the database is there, the study not yet
+            return None
+        except sqlalchemy.exc.OperationalError:  # a worker is creating the tables as we read: look again
             return None
         for t in running:
             if t.state.name == "RUNNING" and (sweep / str(t.number) / "checkpoints" / "last.ckpt").is_file():
