@@ -15,8 +15,10 @@ from cifar_ft.runs.artifacts import git_commit, to_float_dict, write_metrics, wr
 from cifar_ft.runs.build import build_trainer, print_config
 from cifar_ft.runs.checkpoints import check_classes, choose_temperature, load_classifier, read_checkpoint
 from cifar_ft.runs.entry import command
+from cifar_ft.runs.explain import write_mistakes
 from cifar_ft.runs.figures import reliability_figure
 from cifar_ft.runs.provenance import check_test_split, run_data_config
+from cifar_ft.runs.robustness import after_test, robustness_config
 from cifar_ft.runs.validate import validate_config
 
 log = logging.getLogger("cifar_ft")
@@ -24,6 +26,7 @@ log = logging.getLogger("cifar_ft")
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     validate_config(cfg)
+    corruptions = robustness_config(cfg.get("robustness"))
     trust = bool(cfg.get("trust_checkpoint", False))
     ckpt = read_checkpoint(cfg.ckpt_path, trust)
     hparams = dict(ckpt["hyper_parameters"])
@@ -49,12 +52,14 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     metrics = {k: v for k, v in to_float_dict(trainer.callback_metrics).items() if k.startswith("test/")}
     metrics.update({"ckpt_path": str(Path(cfg.ckpt_path).resolve()), "tta": model.hparams.tta,
                     "temperature": temperature, "git_commit": git_commit(), **split})
+    metrics.update(after_test(corruptions, trainer, model, datamodule, Path(cfg.paths.output_dir)))
     if trainer.is_global_zero:
         out = write_metrics(Path(cfg.paths.output_dir) / "metrics.json", metrics)
         rows = model.test_predictions  # index, label, prediction, confidence, p(label)
         if rows is not None:
             write_test_predictions(out.parent / "test_predictions.csv", rows, model.class_names)
             reliability_figure(rows[:, 3], rows[:, 1] == rows[:, 2]).savefig(out.parent / "reliability.png", dpi=110)
+            write_mistakes(model, datamodule, rows, model.class_names, out.parent / "mistakes.png")
         log.info("Wrote %s", out)
     return metrics
 

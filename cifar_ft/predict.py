@@ -16,6 +16,7 @@ from cifar_ft.data.transforms import BatchTransform
 from cifar_ft.errors import ConfigError, check_choice
 from cifar_ft.runs.checkpoints import choose_temperature, load_classifier, read_checkpoint
 from cifar_ft.runs.entry import command
+from cifar_ft.runs.explain import write_explanations
 from cifar_ft.runs.validate import validate_config
 
 log = logging.getLogger("cifar_ft")
@@ -134,6 +135,10 @@ def predict(cfg: DictConfig) -> list[dict]:
     print_table(rows)
     csv_path, json_path = write_outputs(rows, skipped, Path(cfg.paths.output_dir))
     log.info("Wrote %s and %s", csv_path, json_path)
+    if cfg.get("explain"):
+        maps = write_explanations(model, images, transform, paths, probs, model.class_names,
+                                  Path(cfg.paths.output_dir) / "explain", device)
+        log.info("Wrote %d class-activation overlays to %s", len(maps), Path(cfg.paths.output_dir) / "explain")
     return rows
 
 

@@ -16,7 +16,9 @@ from cifar_ft.runs.artifacts import ensure_writable, run_facts, to_float_dict, w
 from cifar_ft.runs.build import build_callbacks, build_loggers, build_trainer, log_hparams, print_config
 from cifar_ft.runs.checkpoints import refuse_finished, resolve_ckpt, resume_target
 from cifar_ft.runs.entry import command, in_multirun
+from cifar_ft.runs.explain import write_mistakes
 from cifar_ft.runs.provenance import RecordData, record
+from cifar_ft.runs.robustness import after_test, robustness_config
 from cifar_ft.runs.validate import short_run_warnings, validate_config
 from cifar_ft.sweeps.jobs import previous_attempt, sweeper_settings
 from cifar_ft.sweeps.trial import trial_callbacks
@@ -32,6 +34,7 @@ def train(cfg: DictConfig) -> float | None:
     """One run; returns `cfg.optimized_metric` (best value seen) for sweepers."""
     start = time.time()
     validate_config(cfg)
+    corruptions = robustness_config(cfg.get("robustness"))
     output_dir = Path(cfg.paths.output_dir)
     ensure_writable(output_dir)
     resume = bool(cfg.get("resume", False))
@@ -76,9 +79,11 @@ def train(cfg: DictConfig) -> float | None:
                    tta=model.hparams.tta, strategy=model.strategy.name,
                    calibrate=cfg.get("calibrate") or "none",
                    **({"test_split_fingerprint": provenance["test_fingerprint"]} if "test" in provenance else {}))
+    metrics.update(after_test(corruptions, trainer, model, datamodule, output_dir))
     if trainer.is_global_zero:
         write_metrics(output_dir / "metrics.json", metrics)
         write_test_artifacts(loggers, model.confusion, model.test_predictions, model.class_names, output_dir)
+        write_mistakes(model, datamodule, model.test_predictions, model.class_names, output_dir / "mistakes.png")
         log.info("Test: %s", {k: round(v, 4) for k, v in metrics.items() if k.count("/") == 1 and k[:5] == "test/"})
         log.info("Run directory: %s", output_dir)
     return metrics.get(f"{cfg.optimized_metric}_best")

@@ -22,7 +22,8 @@ from cifar_ft.runs.resolvers import metric_mode
 from cifar_ft.sweeps.study_view import study_markdown, study_states
 
 COLUMNS = ["job", "status", "overrides", "val/acc_best", "test/acc", "test/f1_macro", "test/ece", "test/nll",
-           "epochs", "wall_time_s", "trainable_pct", "peak_memory_mb", "checkpoint_mb"]
+           "robustness/mean_acc", "robustness/drop", "epochs", "wall_time_s", "trainable_pct", "peak_memory_mb",
+           "checkpoint_mb"]
 TEST_METRICS = ["test/acc", "test/f1_macro"]
 # two-sided 95% quantiles of Student's t, by degrees of freedom (the normal 1.96 beyond 30)
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,

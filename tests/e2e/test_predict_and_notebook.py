@@ -44,14 +44,15 @@ def test_notebook_runs_top_to_bottom_on_a_sweep_and_on_a_run(sweep, monkeypatch,
     text = "".join(o.get("text", "") + o.get("data", {}).get("text/markdown", "") for o in outputs)
     assert "Best job:" in text and "| job | status |" in text  # the sweep's summary table
     pngs = [base64.b64decode(o["data"]["image/png"]) for o in outputs if "image/png" in o.get("data", {})]
-    assert len(pngs) == 3  # curves, confusion matrix, misclassified images
+    assert len(pngs) == 4  # curves, confusion matrix, mistakes.png (Grad-CAM), reliability diagram
     for i, data in enumerate(pngs):
         (tmp_path / f"{i}.png").write_bytes(data)
         with Image.open(tmp_path / f"{i}.png") as im:
             assert im.width > 600 and im.height > 300
     assert "| class_0 |" in text  # per-class report
+    assert "| test/ece |" in text and "run with robustness=corruptions" in text  # calibration; how to get robustness
     outputs = execute_notebook(sweep / "1", monkeypatch)  # a single run directory
-    assert sum("image/png" in o.get("data", {}) for o in outputs) == 3
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 4
 
 
 def test_mistakes_are_the_most_confident_wrong_predictions(sweep):

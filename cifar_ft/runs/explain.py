@@ -1,0 +1,162 @@
+"""Where the model looks: class-activation maps (Grad-CAM, Selvaraju et al., ICCV 2017) of the
+`grad-cam` package (pytorch_grad_cam), for mistakes.png (train, eval) and `predict explain=true`.
+
+The layer explained is found by running the backbone once: for a CNN the last module whose output is
+a feature map (B, C, h, w) (EfficientNet's head conv, ResNet's layer4); for a ViT-like model (tokens
+(B, prefix + h*w, C)), its last block's first norm, with the reshape of grad-cam's ViT example (prefix
+tokens dropped, tokens laid out on their h x w grid). The map is of the predicted class.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+log = logging.getLogger("cifar_ft")
+
+
+def _token_grid(tokens: int) -> tuple[int, int] | None:
+    """(prefix tokens, grid side) when `tokens` is a few prefix tokens plus a square grid."""
+    for prefix in range(0, 9):
+        side = math.isqrt(tokens - prefix) if tokens > prefix else 0
+        if side > 1 and side * side == tokens - prefix:
+            return prefix, side
+    return None
+
+
+def cam_layer(model: nn.Module, size: int) -> tuple[nn.Module, Callable | None]:
+    """The backbone module Grad-CAM explains, and the reshape its output needs (None for a CNN)."""
+    outputs: list[tuple[nn.Module, tuple[int, ...]]] = []
+    hooks = [m.register_forward_hook(lambda mod, _i, out: outputs.append((mod, tuple(out.shape))))
+             for m in model.backbone.modules() if m is not model.backbone and not list(m.children())]
+    try:
+        with torch.no_grad():
+            model.backbone(torch.zeros(1, 3, size, size, device=next(model.parameters()).device))
+    finally:
+        for h in hooks:
+            h.remove()
+    blocks = getattr(model.backbone, "blocks", None)
+    tokens = [shape for _, shape in outputs if len(shape) == 3]
+    grid = _token_grid(tokens[-1][1]) if tokens else None
+    if blocks is not None and grid is not None and hasattr(blocks[-1], "norm1"):  # a ViT: tokens to the end
+        return blocks[-1].norm1, _grid_reshape(*grid)
+    maps = [m for m, shape in outputs if len(shape) == 4 and shape[-1] > 1]
+    if not maps:
+        raise ValueError(f"no layer to explain in {type(model.backbone).__name__}")
+    return maps[-1], None
+
+
+def _grid_reshape(prefix: int, side: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Tokens (B, prefix + side^2, C) -> a feature map (B, C, side, side), prefix tokens dropped."""
+
+    def reshape(t: torch.Tensor) -> torch.Tensor:
+        return t[:, prefix:].reshape(t.shape[0], side, side, t.shape[2]).permute(0, 3, 1, 2)
+
+    return reshape
+
+
+def activation_maps(model: nn.Module, x: torch.Tensor, classes: list[int]) -> torch.Tensor:
+    """Grad-CAM maps (B, H, W) in [0, 1] of normalised images `x` for `classes`."""
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    layer, reshape = cam_layer(model, x.shape[-1])
+    # The input requires grad, so the maps exist when no parameter trains (linear probe, LoRA's frozen
+    # base; grad-cam only asks for input gradients with compute_input_gradient); a normal copy, not an
+    # inference tensor of the data's transform after a test.
+    with torch.inference_mode(False), torch.enable_grad():
+        x = x.detach().clone().requires_grad_(True)
+        with GradCAM(model=model, target_layers=[layer], reshape_transform=reshape) as cam:
+            maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(c)) for c in classes])
+    return torch.from_numpy(maps)
+
+
+def overlay(x: torch.Tensor, mean: list[float], std: list[float], maps: torch.Tensor) -> list:
+    """RGB uint8 arrays (H, W, 3): each image (un-normalised) with its map as a heat overlay."""
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+
+    rgb = (x.detach().float().cpu() * torch.tensor(std)[:, None, None] + torch.tensor(mean)[:, None, None])
+    rgb = rgb.clamp(0, 1).permute(0, 2, 3, 1).numpy()
+    return [show_cam_on_image(img, m.numpy(), use_rgb=True, image_weight=0.6) for img, m in zip(rgb, maps)]
+
+
+def grad_cam_available() -> bool:
+    try:
+        import pytorch_grad_cam  # noqa: F401
+    except ImportError:
+        log.warning("grad-cam is not installed: no class-activation maps (pip install -e '.[explain]')")
+        return False
+    return True
+
+
+def mistakes_figure(panels: list, titles: list[str], heading: str):
+    """A grid of overlays with their captions."""
+    from matplotlib.figure import Figure
+
+    cols = min(4, max(1, len(panels)))
+    rows = max(1, math.ceil(len(panels) / cols))
+    fig = Figure(figsize=(3.0 * cols, 3.3 * rows + 0.4), layout="constrained")
+    for i, (img, title) in enumerate(zip(panels, titles)):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        ax.imshow(img)
+        ax.set_title(title, fontsize=8)
+        ax.axis("off")
+    fig.suptitle(heading, fontsize=10)
+    return fig
+
+
+def write_mistakes(model, datamodule, rows: torch.Tensor | None, class_names: list[str], path: Path,
+                   count: int = 16) -> Path | None:
+    """mistakes.png: the `count` most confidently wrong test images (rows: index, label, prediction,
+    confidence, p(label)) with their Grad-CAM map of the predicted class."""
+    if rows is None or not grad_cam_available():
+        return None
+    wrong = rows[rows[:, 1] != rows[:, 2]]
+    wrong = wrong[wrong[:, 3].argsort(descending=True)][:count]
+    if len(wrong) == 0:
+        log.info("mistakes.png: no test image is misclassified")
+        return None
+    index = wrong[:, 0].long()
+    images = torch.cat([x for x, _, _ in datamodule.ordered_loader("test")])[index]
+    device = next(model.parameters()).device
+    x = datamodule.eval_transform()(images.to(device)).float()
+    was_training = model.training
+    model.eval()
+    maps = activation_maps(model, x, wrong[:, 2].long().tolist())
+    model.train(was_training)
+    titles = [f"#{int(i)} true {class_names[int(t)]}\npred {class_names[int(p)]} ({c:.2f})"
+              for i, t, p, c in zip(index, wrong[:, 1], wrong[:, 2], wrong[:, 3].tolist())]
+    fig = mistakes_figure(overlay(x, model.hparams.mean, model.hparams.std, maps), titles,
+                          f"The {len(wrong)} most confident mistakes of {len(rows)} test images (Grad-CAM of the "
+                          "predicted class)")
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def write_explanations(model, images: torch.Tensor, transform, paths: list[Path], probs: torch.Tensor,
+                       class_names: list[str], out_dir: Path, device: torch.device, batch_size: int = 32) -> list[Path]:
+    """`predict explain=true`: explain/NNNN_<image name>.png per input image, its Grad-CAM overlay of the
+    top-1 class (at the model's input size), the class and probability in the file's PNG text."""
+    from PIL import Image, PngImagePlugin
+
+    if not grad_cam_available():
+        return []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.eval().to(device)
+    top = probs.argmax(1)
+    written = []
+    for start in range(0, len(images), batch_size):
+        x = transform(images[start:start + batch_size].to(device)).float()
+        classes = top[start:start + batch_size].tolist()
+        for k, img in enumerate(overlay(x, model.hparams.mean, model.hparams.std, activation_maps(model, x, classes))):
+            i = start + k
+            info = PngImagePlugin.PngInfo()
+            info.add_text("prediction", f"{class_names[classes[k]]} {float(probs[i, classes[k]]):.4f}")
+            path = out_dir / f"{i:04d}_{paths[i].stem}.png"
+            Image.fromarray(img).save(path, pnginfo=info)
+            written.append(path)
+    return written
