@@ -79,12 +79,16 @@ def train(cfg: DictConfig) -> float | None:
                    tta=model.hparams.tta, strategy=model.strategy.name,
                    calibrate=cfg.get("calibrate") or "none",
                    **({"test_split_fingerprint": provenance["test_fingerprint"]} if "test" in provenance else {}))
-    metrics.update(after_test(corruptions, trainer, model, datamodule, output_dir))
     if trainer.is_global_zero:
         write_metrics(output_dir / "metrics.json", metrics)
         write_test_artifacts(loggers, model.confusion, model.test_predictions, model.class_names, output_dir)
         write_mistakes(model, datamodule, model.test_predictions, model.class_names, output_dir / "mistakes.png")
         log.info("Test: %s", {k: round(v, 4) for k, v in metrics.items() if k.count("/") == 1 and k[:5] == "test/"})
+    if corruptions is not None:  # the test's results are written already: a stop here keeps them
+        metrics.update(after_test(corruptions, trainer, model, datamodule, output_dir))
+        if trainer.is_global_zero:
+            write_metrics(output_dir / "metrics.json", metrics)
+    if trainer.is_global_zero:
         log.info("Run directory: %s", output_dir)
     return metrics.get(f"{cfg.optimized_metric}_best")
 

@@ -15,9 +15,13 @@ its severities).
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
+import signal
+import threading
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +57,28 @@ class RobustnessConfig:
         if int(self.batch_size) < 1:
             raise ConfigError(f"robustness.batch_size={self.batch_size} must be >= 1")
         return self
+
+
+@contextlib.contextmanager
+def stop_on_signals(phase: str) -> Iterator[None]:
+    """SIGTERM/SIGINT during a pass outside Lightning's loops (after the test) stop it at once, reported
+    by cifar_ft.runs.entry in one line (exit 128 + signal); nothing of the pass is written."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    def handler(signum: int, frame) -> None:
+        exc = SIGTERMException(128 + signum)
+        exc.signal, exc.phase, exc.fitting, exc.checkpoint = signal.Signals(signum).name, phase, False, None
+        raise exc
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 def batch_seed(seed: int, corruption: str, severity: int, batch: int) -> int:
@@ -132,8 +158,9 @@ def after_test(rcfg: RobustnessConfig | None, trainer, model, datamodule, out_di
     if rcfg is None or not trainer.is_global_zero:
         return {}
     out_dir.mkdir(parents=True, exist_ok=True)
-    return run_robustness(model, datamodule, rcfg, out_dir, trainer.strategy.root_device,
-                          trainer.progress_bar_callback is not None)
+    with stop_on_signals("the corruption evaluation"):
+        return run_robustness(model, datamodule, rcfg, out_dir, trainer.strategy.root_device,
+                              trainer.progress_bar_callback is not None)
 
 
 def run_robustness(model, datamodule, cfg: RobustnessConfig, out_dir: Path, device: torch.device,

@@ -84,3 +84,30 @@ def test_the_corruption_pass_leaves_the_global_random_stream_alone(run):
     torch.manual_seed(0)
     CORRUPTIONS["gaussian_noise"](torch.zeros(1, 3, 8, 8, dtype=torch.uint8), 3, TorchDraws(torch.Generator()))
     assert torch.equal(torch.rand(3), before)
+
+
+def test_sigterm_during_the_corruption_pass_stops_it_and_writes_nothing(run, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    ckpt = json.loads((run / "metrics.json").read_text())["best_ckpt"]
+    out = tmp_path / "e"
+    log = tmp_path / "log"
+    proc = subprocess.Popen([sys.executable, "-m", "cifar_ft.eval", f"ckpt_path={ckpt}", "robustness=corruptions",
+                             "robustness.batch_size=16", f"hydra.run.dir={out}", "trainer.enable_progress_bar=false"],
+                            cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    t0 = time.time()
+    while "Corruption robustness: 160 test images" not in log.read_text():
+        assert proc.poll() is None and time.time() - t0 < 300, log.read_text()[-2000:]
+        time.sleep(0.2)
+    time.sleep(1.0)  # inside the pass (75 conditions of 10 batches take far longer)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 143, log.read_text()[-2000:]
+    assert "stopped by SIGTERM during the corruption evaluation: nothing to save" in log.read_text()
+    assert not (out / "metrics.json").exists() and not (out / "robustness.csv").exists()
