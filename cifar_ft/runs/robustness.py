@@ -42,7 +42,7 @@ class RobustnessConfig:
     corruptions: list[str] = field(default_factory=lambda: list(CORRUPTIONS))
     severities: list[int] = field(default_factory=lambda: list(SEVERITIES))
     seed: int = 0
-    batch_size: int = 250
+    batch_size: int = 50
     tta: str | None = "none"  # none: one view, the CIFAR-10-C protocol; null: the checkpoint's own
 
     def check(self) -> RobustnessConfig:
