@@ -6,7 +6,7 @@ import functools
 import torch
 
 from cifar_ft.callbacks.throughput import TrainThroughput
-from cifar_ft.contracts import FinetunableModule, FrozenPhaseData, RunFacts
+from cifar_ft.contracts import CalibratableModule, FinetunableModule, FrozenPhaseData, RunFacts
 from cifar_ft.data.synthetic import SyntheticDataModule
 from cifar_ft.models.classifier import ImageClassifier
 
@@ -43,6 +43,20 @@ def test_classifier_is_finetunable_and_adds_groups_at_their_scaled_lr():
         assert joined[tag]["initial_lr"] == 1e-3 * 0.1 and joined[tag]["start_step"] == 7
         assert joined[tag]["lr_scale"] == 0.1
     assert joined["backbone.4/no_decay"]["weight_decay"] == 0.0
+
+
+def test_classifier_is_calibratable_and_temperature_scaling_reports_run_facts():
+    from cifar_ft.callbacks.temperature import TemperatureScaling
+
+    model = ImageClassifier("test_resnet", 10, pretrained=False, input_size=32).eval()
+    assert isinstance(model, CalibratableModule)
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        raw = model.tta_log_probs(x)
+        assert torch.allclose(raw, model(x).log_softmax(-1), atol=1e-6)
+        model.set_temperature(2.0)
+        assert torch.allclose(model.predict_probs(x), (model(x) / 2).softmax(-1), atol=1e-6)
+    assert isinstance(TemperatureScaling(), RunFacts) and TemperatureScaling().run_facts() == {}
 
 
 def test_throughput_meter_reports_run_facts():

@@ -19,13 +19,13 @@ from torch import nn
 log = logging.getLogger("cifar_ft")
 
 
-def _token_grid(tokens: int) -> tuple[int, int] | None:
-    """(prefix tokens, grid side) when `tokens` is a few prefix tokens plus a square grid."""
-    for prefix in range(0, 9):
-        side = math.isqrt(tokens - prefix) if tokens > prefix else 0
-        if side > 1 and side * side == tokens - prefix:
-            return prefix, side
-    return None
+def _token_grid(tokens: int, prefix: int | None) -> tuple[int, int] | None:
+    """(prefix tokens, grid side) when `tokens` is the prefix (timm's `num_prefix_tokens`: class,
+    register and, under strategy=vpt, prompt tokens) plus a square grid of patches."""
+    if prefix is None or tokens <= prefix:
+        return None
+    side = math.isqrt(tokens - prefix)
+    return (prefix, side) if side > 1 and side * side == tokens - prefix else None
 
 
 def cam_layer(model: nn.Module, size: int) -> tuple[nn.Module, Callable | None]:
@@ -41,9 +41,10 @@ def cam_layer(model: nn.Module, size: int) -> tuple[nn.Module, Callable | None]:
             h.remove()
     blocks = getattr(model.backbone, "blocks", None)
     tokens = [shape for _, shape in outputs if len(shape) == 3]
-    grid = _token_grid(tokens[-1][1]) if tokens else None
-    if blocks is not None and grid is not None and hasattr(blocks[-1], "norm1"):  # a ViT: tokens to the end
-        return blocks[-1].norm1, _grid_reshape(*grid)
+    grid = _token_grid(tokens[-1][1], getattr(model.backbone, "num_prefix_tokens", None)) if tokens else None
+    last = list(blocks.children())[-1] if blocks is not None else None
+    if grid is not None and hasattr(last, "norm1"):  # a ViT: tokens to the end
+        return last.norm1, _grid_reshape(*grid)
     maps = [m for m, shape in outputs if len(shape) == 4 and shape[-1] > 1]
     if not maps:
         raise ValueError(f"no layer to explain in {type(model.backbone).__name__}")

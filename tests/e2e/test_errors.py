@@ -115,6 +115,10 @@ BAD_INPUTS = [
     ("train", ["hydra.run.dir={run}"], "holds a run already"),
     ("train", ["calibrate=temprature"], "calibrate='temprature'"),
     ("eval", ["ckpt_path={ckpt}", "calibrate=temperature"], "holds no fitted temperature"),
+    ("eval", ["ckpt_path={ckpt}", "robustness=corruptions", "robustness.corruptions=[fogg]"],
+     "robustness.corruptions='fogg'"),
+    ("train", ["robustness=corruptions", "robustness.severities=[6]"], "robustness.severities: 6"),
+    ("predict", ["ckpt_path={ckpt}", "inputs=[{run}]", "explain=maybe"], "explain='maybe'"),
 ]
 
 

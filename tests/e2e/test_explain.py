@@ -45,6 +45,12 @@ def test_the_explained_layer_is_the_last_feature_map_or_the_last_vit_block():
     layer, reshape = cam_layer(vit, 64)
     assert layer is vit.backbone.blocks[-1].norm1
     assert reshape(torch.zeros(2, 1 + 16, 192)).shape == (2, 192, 4, 4)  # class token dropped, 4 x 4 grid
+    vpt = ImageClassifier("vit_tiny_patch16_224", 4, pretrained=False, input_size=64,
+                          strategy={"name": "vpt", "tokens": 5}).eval()
+    layer, reshape = cam_layer(vpt, 64)  # class token, then 5 prompts, then the 4 x 4 patches
+    assert layer is list(vpt.backbone.blocks.children())[-1].norm1
+    tokens = torch.arange(2 * 22 * 1, dtype=torch.float32).reshape(2, 22, 1)
+    assert torch.equal(reshape(tokens)[:, 0].reshape(2, 16), tokens[:, 6:, 0])  # prompts dropped too
     x = torch.randn(2, 3, 64, 64)
     for model in (cnn, vit):
         size = 32 if model is cnn else 64
