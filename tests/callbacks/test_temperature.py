@@ -88,6 +88,7 @@ def test_eval_applies_the_stored_temperature_and_calibrate_none_switches_it_off(
     assert off["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-6)
 
 
+@pytest.mark.slow  # three exports (two ONNX): ~20 s
 def test_predict_and_exports_give_the_calibrated_probabilities(calibrated_run, tmp_path):
     import timm
 

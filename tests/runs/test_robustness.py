@@ -86,6 +86,7 @@ def test_the_corruption_pass_leaves_the_global_random_stream_alone(run):
     assert torch.equal(torch.rand(3), before)
 
 
+@pytest.mark.slow  # a subprocess eval: ~20 s
 def test_sigterm_during_the_corruption_pass_stops_it_and_writes_nothing(run, tmp_path):
     import os
     import signal
