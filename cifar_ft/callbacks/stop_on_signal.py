@@ -2,10 +2,12 @@
 evaluation batch), write `last.ckpt` and end the run; `ckpt_path=last` then continues it, exactly."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -128,10 +130,8 @@ class StopOnSignal(L.Callback):
         log.warning("%s during %s at epoch %d, step %d: %s", name, phase, trainer.current_epoch, trainer.global_step,
                     f"saved {self.path}" if saved else "nothing to save" if trainer.state.fn != "fit"
                     else "nothing to save yet (no training step done)")
-        exc = SIGTERMException(128 + getattr(signal, name))
-        exc.checkpoint, exc.signal, exc.step = (str(self.path) if saved else None), name, trainer.global_step
-        exc.phase, exc.fitting = phase, trainer.state.fn == "fit"
-        raise exc
+        raise stop_exception(name, phase, trainer.state.fn == "fit", str(self.path) if saved else None,
+                             trainer.global_step)
 
     def _agree(self, trainer: L.Trainer) -> bool:
         """The one collective: max over ranks of [signalled, seconds per step since the last agreement]."""
@@ -192,6 +192,32 @@ def stop_if_signalled(trainer: L.Trainer, phase: str, batch_idx: int, agree_ever
         signalled = trainer.strategy.reduce(flag, reduce_op="max").item() > 0
     if signalled:
         stopper.stop(trainer, phase)
+
+
+def stop_exception(name: str, phase: str, fitting: bool, checkpoint: str | None, step: int | None
+                   ) -> SIGTERMException:
+    """The exception a stop raises: `cifar_ft.runs.entry` reports it in one line (exit 128 + signal)."""
+    exc = SIGTERMException(128 + getattr(signal, name))
+    exc.signal, exc.phase, exc.fitting, exc.checkpoint, exc.step = name, phase, fitting, checkpoint, step
+    return exc
+
+
+@contextlib.contextmanager
+def stop_on_signals(phase: str) -> Iterator[None]:
+    """For passes outside Lightning's loops (after the test: the corruption evaluation): SIGTERM/SIGINT
+    raise `stop_exception` at once; nothing of the pass is written. Handlers restored on exit."""
+    def handler(signum: int, frame: Any) -> None:
+        raise stop_exception(signal.Signals(signum).name, phase, False, None, None)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 def _rewind_validation(trainer: L.Trainer) -> None:

@@ -35,6 +35,7 @@ def warp_affine(x: torch.Tensor, m: torch.Tensor, steps: int | None = None) -> t
 
 
 def elastic(x: torch.Tensor, severity: int, draw) -> torch.Tensor:
+    """CIFAR-10-C's elastic_transform of uint8 images (B, 3, H, W); `draw`: data/corruptions.Draws."""
     b, _, h, w = x.shape
     size = 32  # the reference's IMSIZE: its parameters are in CIFAR pixels
     alpha, sigma, affine = [(size * 0, size * 0, size * 0.08), (size * 0.05, size * 0.2, size * 0.07),
@@ -52,7 +53,7 @@ def elastic(x: torch.Tensor, severity: int, draw) -> torch.Tensor:
         fields.append((jitter, dx, dy))
     jitter = torch.stack([f[0] for f in fields])
     m = affine_from_points(pts1, (pts1 + jitter).float().double())
-    y = warp_affine(y, m.float().double())
+    y = warp_affine(y, m)
     noise = torch.stack([torch.stack([f[1], f[2]]) for f in fields]).to(x.device)  # (B, 2, H, W)
     disp = (gaussian_filter(noise, sigma, mode="reflect", truncate=3) * alpha).float()
     rows = torch.arange(h, device=x.device).view(1, h, 1) + disp[:, 1].double()

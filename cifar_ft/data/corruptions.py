@@ -15,6 +15,7 @@ The parameters are those of 32 x 32 CIFAR images; other sizes get the same opera
 """
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Callable
 from importlib import resources
@@ -25,6 +26,7 @@ import torch
 from PIL import Image
 
 from cifar_ft.data import corruption_ops as ops
+from cifar_ft.data.corruption_warp import elastic
 
 
 class Draws(Protocol):
@@ -147,11 +149,12 @@ def snow(x: torch.Tensor, severity: int, draw: Draws) -> torch.Tensor:
     return _uint8(y + layer + layer.flip(-1, -2))
 
 
-def _frost_images() -> list[torch.Tensor]:
+@functools.cache
+def _frost_images() -> tuple[torch.Tensor, ...]:
     folder = resources.files("cifar_ft.data") / "frost"
     names = ["frost1.png", "frost2.png", "frost3.png", "frost4.png", "frost5.png"]  # the reference's randint(5)
-    return [torch.from_numpy(np.array(Image.open(io.BytesIO((folder / n).read_bytes())).convert("RGB")))
-            for n in names]
+    return tuple(torch.from_numpy(np.array(Image.open(io.BytesIO((folder / n).read_bytes())).convert("RGB")))
+                 for n in names)
 
 
 def _large_enough(pic: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -223,17 +226,11 @@ def pixelate(x: torch.Tensor, severity: int, draw: Draws) -> torch.Tensor:
     return _pil_each(x, lambda img: img.resize((int(w * c), int(h * c)), Image.BOX).resize((w, h), Image.BOX))
 
 
-def elastic_transform(x: torch.Tensor, severity: int, draw: Draws) -> torch.Tensor:
-    from cifar_ft.data.corruption_warp import elastic
-
-    return elastic(x, severity, draw)
-
-
 # robustness.corruptions -> the corruption, in the reference's order (CIFAR-10-C's 15 of the benchmark)
 CORRUPTIONS: dict[str, Callable[[torch.Tensor, int, Draws], torch.Tensor]] = {
     "gaussian_noise": gaussian_noise, "shot_noise": shot_noise, "impulse_noise": impulse_noise,
     "defocus_blur": defocus_blur, "glass_blur": glass_blur, "motion_blur": motion_blur, "zoom_blur": zoom_blur,
     "snow": snow, "frost": frost, "fog": fog, "brightness": brightness, "contrast": contrast,
-    "elastic_transform": elastic_transform, "pixelate": pixelate, "jpeg_compression": jpeg_compression,
+    "elastic_transform": elastic, "pixelate": pixelate, "jpeg_compression": jpeg_compression,
 }
 SEVERITIES = (1, 2, 3, 4, 5)

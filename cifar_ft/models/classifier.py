@@ -90,6 +90,7 @@ class ImageClassifier(L.LightningModule):
         self.test_confmat = confusion_matrix(num_classes)
         self.confusion, self.test_predictions = None, None  # filled at the end of test (see _gather_test_rows)
         self._test_rows: list[torch.Tensor] = []
+        self._calibrated = False
         self._channels_last = False
         self._rng_to_restore: dict | None = None
         self._step = self._logits_and_loss  # compiled in setup() when `compile`
@@ -221,6 +222,7 @@ class ImageClassifier(L.LightningModule):
 
     def on_test_epoch_start(self) -> None:
         self._test_rows = []
+        self._calibrated = float(self.temperature) != 1.0  # read once, not per batch (a GPU sync)
 
     def test_step(self, batch, batch_idx: int) -> None:
         x, y, *index = batch
@@ -233,7 +235,7 @@ class ImageClassifier(L.LightningModule):
         # the smoothed cross-entropy of the (averaged) probabilities, as trained: before temperature
         self.log("test/loss", self.loss(log_probs, y), on_epoch=True, sync_dist=True)
         self.log_dict({**self.test_metrics, **self.test_calibration}, on_epoch=True)
-        if float(self.temperature) != 1.0:  # calibrated: the figures before it too
+        if self._calibrated:  # the figures before the temperature too
             self.test_uncalibrated.update(log_probs.exp(), y)
             self.log_dict(self.test_uncalibrated, on_epoch=True)
         if index:

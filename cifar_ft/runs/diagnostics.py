@@ -5,6 +5,22 @@ from __future__ import annotations
 import torch
 
 
+def image_grid(panels: list, titles: list[str], heading: str, columns: int = 4, panel: float = 3.0):
+    """Images (H, W, 3 arrays) in a grid, each with its caption, under one heading."""
+    from matplotlib.figure import Figure
+
+    cols = min(columns, max(1, len(panels)))
+    rows = max(1, -(-len(panels) // cols))
+    fig = Figure(figsize=(panel * cols, 1.1 * panel * rows + 0.4), layout="constrained")
+    for i, (img, title) in enumerate(zip(panels, titles)):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        ax.imshow(img)
+        ax.set_title(title, fontsize=8)
+        ax.axis("off")
+    fig.suptitle(heading, fontsize=10)
+    return fig
+
+
 def robustness_figure(rows: list[dict], clean: float):
     """Heat map of accuracy, corruptions (rows, with their mean) x severities (columns)."""
     from matplotlib.figure import Figure

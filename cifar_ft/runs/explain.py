@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from cifar_ft.runs.diagnostics import image_grid
+
 log = logging.getLogger("cifar_ft")
 
 
@@ -94,22 +96,6 @@ def grad_cam_available() -> bool:
     return True
 
 
-def mistakes_figure(panels: list, titles: list[str], heading: str):
-    """A grid of overlays with their captions."""
-    from matplotlib.figure import Figure
-
-    cols = min(4, max(1, len(panels)))
-    rows = max(1, math.ceil(len(panels) / cols))
-    fig = Figure(figsize=(3.0 * cols, 3.3 * rows + 0.4), layout="constrained")
-    for i, (img, title) in enumerate(zip(panels, titles)):
-        ax = fig.add_subplot(rows, cols, i + 1)
-        ax.imshow(img)
-        ax.set_title(title, fontsize=8)
-        ax.axis("off")
-    fig.suptitle(heading, fontsize=10)
-    return fig
-
-
 def write_mistakes(model, datamodule, rows: torch.Tensor | None, class_names: list[str], path: Path,
                    count: int = 16) -> Path | None:
     """mistakes.png: the `count` most confidently wrong test images (rows: index, label, prediction,
@@ -122,7 +108,8 @@ def write_mistakes(model, datamodule, rows: torch.Tensor | None, class_names: li
         log.info("mistakes.png: no test image is misclassified")
         return None
     index = wrong[:, 0].long()
-    images = torch.cat([x for x, _, _ in datamodule.ordered_loader("test")])[index]
+    test = datamodule.ordered_loader("test").dataset  # only these images are read
+    images = torch.stack([test[int(i)][0] for i in index])
     device = next(model.parameters()).device
     x = datamodule.eval_transform()(images.to(device)).float()
     was_training = model.training
@@ -131,9 +118,9 @@ def write_mistakes(model, datamodule, rows: torch.Tensor | None, class_names: li
     model.train(was_training)
     titles = [f"#{int(i)} true {class_names[int(t)]}\npred {class_names[int(p)]} ({c:.2f})"
               for i, t, p, c in zip(index, wrong[:, 1], wrong[:, 2], wrong[:, 3].tolist())]
-    fig = mistakes_figure(overlay(x, model.hparams.mean, model.hparams.std, maps), titles,
-                          f"The {len(wrong)} most confident mistakes of {len(rows)} test images (Grad-CAM of the "
-                          "predicted class)")
+    fig = image_grid(overlay(x, model.hparams.mean, model.hparams.std, maps), titles,
+                     f"The {len(wrong)} most confident mistakes of {len(rows)} test images (Grad-CAM of the "
+                     "predicted class)")
     fig.savefig(path, dpi=100)
     return path
 

@@ -15,13 +15,9 @@ its severities).
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import logging
-import signal
-import threading
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,8 +25,10 @@ import torch
 from torchmetrics.functional.classification import multiclass_calibration_error
 from tqdm.auto import tqdm
 
+from cifar_ft.callbacks.stop_on_signal import stop_on_signals
 from cifar_ft.data.corruptions import CORRUPTIONS, SEVERITIES, TorchDraws
 from cifar_ft.errors import ConfigError, check_choice
+from cifar_ft.models.calibration import TTA
 
 log = logging.getLogger("cifar_ft")
 
@@ -54,31 +52,11 @@ class RobustnessConfig:
         for s in self.severities:
             if s not in SEVERITIES:
                 raise ConfigError(f"robustness.severities: {s!r} is not valid; valid: 1, 2, 3, 4, 5")
+        if self.tta is not None:
+            check_choice("robustness.tta", self.tta, TTA)
         if int(self.batch_size) < 1:
             raise ConfigError(f"robustness.batch_size={self.batch_size} must be >= 1")
         return self
-
-
-@contextlib.contextmanager
-def stop_on_signals(phase: str) -> Iterator[None]:
-    """SIGTERM/SIGINT during a pass outside Lightning's loops (after the test) stop it at once, reported
-    by cifar_ft.runs.entry in one line (exit 128 + signal); nothing of the pass is written."""
-    from lightning.pytorch.utilities.exceptions import SIGTERMException
-
-    def handler(signum: int, frame) -> None:
-        exc = SIGTERMException(128 + signum)
-        exc.signal, exc.phase, exc.fitting, exc.checkpoint = signal.Signals(signum).name, phase, False, None
-        raise exc
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 def batch_seed(seed: int, corruption: str, severity: int, batch: int) -> int:
@@ -86,7 +64,7 @@ def batch_seed(seed: int, corruption: str, severity: int, batch: int) -> int:
 
 
 @torch.inference_mode()
-def _score(model, transform, images: torch.Tensor, labels: torch.Tensor, tta: str | None) -> torch.Tensor:
+def _score(model, transform, images: torch.Tensor, tta: str | None) -> torch.Tensor:
     return model.predict_probs(transform(images), tta).float()
 
 
@@ -101,7 +79,7 @@ def evaluate_corruptions(model, images: torch.Tensor, labels: torch.Tensor, tran
         probs = []
         for k, start in enumerate(range(0, n, bs)):
             batch = images[start:start + bs].to(device)
-            probs.append(_score(model, transform, corrupt(batch, k), labels, cfg.tta).cpu())
+            probs.append(_score(model, transform, corrupt(batch, k), cfg.tta).cpu())
         p = torch.cat(probs)
         return {"acc": float((p.argmax(1) == labels).float().mean()),
                 "ece": float(multiclass_calibration_error(p, labels, num_classes, n_bins=15, norm="l1")),

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from cifar_ft.errors import ConfigError
+from cifar_ft.runs.diagnostics import image_grid
 from cifar_ft.runs.figures import confusion_figure, curves_figure
 from cifar_ft.sweeps.summary import summarize
 
@@ -114,18 +115,11 @@ def test_images(run: Path, indices: list[int]) -> torch.Tensor:
 
 
 def mistakes_figure(images: torch.Tensor, rows: list[dict], columns: int = 6):
-    from matplotlib.figure import Figure
-
-    count = len(rows)
-    lines = max(1, -(-count // columns))
-    fig = Figure(figsize=(2.2 * columns, 2.7 * lines + 0.4), layout="constrained")
-    for i, (img, r) in enumerate(zip(images, rows)):
-        ax = fig.add_subplot(lines, columns, i + 1)
-        ax.imshow(img.permute(1, 2, 0).numpy())
-        ax.set_title(f"#{r['index']}: {r['prediction']} {r['confidence']:.0%}\ntrue: {r['label']}", fontsize=8)
-        ax.axis("off")
-    fig.suptitle("most confidently misclassified test images (prediction, confidence; true class)")
-    return fig
+    """Runs without mistakes.png (older ones, or no grad-cam): the images, without maps."""
+    titles = [f"#{r['index']}: {r['prediction']} {r['confidence']:.0%}\ntrue: {r['label']}" for r in rows]
+    return image_grid([img.permute(1, 2, 0).numpy() for img in images], titles,
+                      "most confidently misclassified test images (prediction, confidence; true class)", columns,
+                      panel=2.2)
 
 
 def curves(run: Path):
