@@ -3,19 +3,15 @@ plain timm (Hugging Face layout, adapters merged), ONNX or torch.export files, o
 (strategy=lora|dora), with a model card; no cifar_ft needed to use it."""
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 from omegaconf import DictConfig
 
-from cifar_ft.errors import ConfigError, check_choice
+from cifar_ft.errors import check_choice
 from cifar_ft.runs.checkpoints import choose_temperature, load_classifier, read_checkpoint
 from cifar_ft.runs.entry import command
+from cifar_ft.runs.export_folder import check_out, whole_folder
 from cifar_ft.runs.export_formats import FORMATS, ExportInfo
 from cifar_ft.runs.model_card import model_card
 from cifar_ft.runs.validate import validate_config
@@ -42,33 +38,6 @@ def export(cfg: DictConfig) -> list[Path]:
     log.info("Exported %s to %s: %s", cfg.ckpt_path, out, ", ".join(str(f.relative_to(out)) for f in files))
     print(f"exported ({fmt}): {out}")
     return files
-
-
-def check_out(out: Path, overwrite: bool) -> None:
-    """Before anything is loaded or written: `out` must be a new or empty folder, or `overwrite=true`."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"out={str(out)!r} is a file, not a folder; give a folder path with out=DIR")
-    held = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
-    if held and not overwrite:
-        raise ConfigError(f"out={str(out)!r} is not empty ({len(held)} entries, e.g. {held[0]}); give a new "
-                          "out=DIR, or overwrite=true to replace its contents")
-
-
-@contextlib.contextmanager
-def whole_folder(out: Path) -> Iterator[Path]:
-    """A temporary sibling folder to write into, renamed to `out` when the export succeeded (a killed
-    export leaves `out` as it was: never new weights beside an old config.json)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        yield tmp
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        if out.exists():
-            out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 main = command(export, "export")

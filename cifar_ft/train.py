@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from cifar_ft.callbacks.temperature import TemperatureScaling
 from cifar_ft.runs.artifacts import ensure_writable, run_facts, to_float_dict, write_metrics, write_test_artifacts
 from cifar_ft.runs.build import build_callbacks, build_loggers, build_trainer, log_hparams, print_config
-from cifar_ft.runs.checkpoints import refuse_finished, resolve_ckpt, resume_target
+from cifar_ft.runs.checkpoints import check_resumable, refuse_finished, resolve_ckpt, resume_target
 from cifar_ft.runs.entry import command, in_multirun
 from cifar_ft.runs.explain import write_mistakes
 from cifar_ft.runs.provenance import RecordData, record
@@ -56,6 +56,8 @@ def train(cfg: DictConfig) -> float | None:
     model = instantiate(cfg.model, num_classes=datamodule.num_classes, class_names=datamodule.class_names,
                         optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler),
                         strategy=instantiate(cfg.get("strategy")), trust_weights=trust)
+    if ckpt_path is not None:  # before the config print and fit: a file fit cannot load is one line
+        check_resumable(ckpt_path, model, trust)
     print_config(cfg)
     loggers = build_loggers(cfg.get("logger"))
     pruning = trial_callbacks(sweeper_settings(), cfg.optimized_metric)  # a trial of a pruned Optuna search

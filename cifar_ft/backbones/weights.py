@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 import pickle
 import re
+import warnings
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -55,13 +57,16 @@ def refuse_unsafe(path: str | Path, key: str, trust: bool = False) -> None:
         raise _refusal(key, Path(path), names)
 
 
-def load_torch_file(path: str | Path, key: str, trust: bool = False) -> Any:
+def load_torch_file(path: str | Path, key: str, trust: bool = False, mmap: bool = False) -> Any:
     """`torch.load` on the CPU with `weights_only=True` unless `trust`; one-line errors for files that
-    need code (naming what they would import) and for files that cannot be read."""
+    need code (naming what they would import) and for files that cannot be read. `mmap`: map the
+    tensors instead of reading them, where the file is a zip-format torch file (legacy files are read)."""
     path = Path(path).expanduser()
     refuse_unsafe(path, key, trust)
     try:
-        return torch.load(path, map_location="cpu", weights_only=not trust)
+        with warnings.catch_warnings():  # a raw pickle's protocol notice, ahead of our one line about it
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=not trust, mmap=mmap and zipfile.is_zipfile(path))
     except pickle.UnpicklingError as exc:  # weights-only refusal of a file the scan could not read
         names = re.findall(r"GLOBAL ([\w.]+)", str(exc))
         if names:
@@ -72,8 +77,9 @@ def load_torch_file(path: str | Path, key: str, trust: bool = False) -> Any:
         raise ConfigError(f"{key}={str(path)!r} is not a readable torch file (unpickling failed: {reason}); "
                           "a truncated download or another format? Check the file") from exc
     except Exception as exc:  # noqa: BLE001 - truncated or foreign files raise many types
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise ConfigError(f"{key}={str(path)!r} cannot be read ({type(exc).__name__}: {first})") from exc
+        first = str(exc).strip().splitlines()[0].split(". ")[0] if str(exc).strip() else ""  # torch's first sentence
+        raise ConfigError(f"{key}={str(path)!r} cannot be read ({type(exc).__name__}: {first}); a truncated or "
+                          "corrupt file? Copy or download it again") from exc
 
 
 def read_state_dict(path: str | Path, trust: bool = False) -> dict[str, torch.Tensor]:

@@ -257,8 +257,10 @@ class ImageClassifier(L.LightningModule):
         if not self._test_rows:
             return None
         rows = torch.cat(self._test_rows)
-        if self.trainer.world_size > 1:
-            rows = self.all_gather(rows).reshape(-1, rows.shape[1])
+        if self.trainer.world_size > 1:  # c10d's own gather: Lightning's goes through a deprecated torch path
+            parts = [torch.empty_like(rows) for _ in range(self.trainer.world_size)]
+            torch.distributed.all_gather(parts, rows)
+            rows = torch.cat(parts)
         return unique_sorted_rows(rows.cpu())
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:

@@ -6,7 +6,8 @@
   new one, never a truncated one.
 - `read_checkpoint` / `load_classifier`: one of our checkpoints, checked, for eval and predict; no
   code runs on load (`weights_only=True`) unless the user passed `trust_checkpoint=true`.
-- `resolve_ckpt` / `resume_target`: what `ckpt_path=...` and `resume=true` point at.
+- `resolve_ckpt` / `resume_target` / `check_resumable`: what `ckpt_path=...` and `resume=true` point at,
+  and whether training can continue from it.
 """
 from __future__ import annotations
 
@@ -147,3 +148,30 @@ def refuse_finished(path: str, output_dir: Path | None, max_epochs: int | None, 
                           f"results in {run / 'metrics.json'}): with {limit} nothing is left to train. Test it "
                           f"with python -m cifar_ft.eval ckpt_path={path}, or train on with a larger "
                           f"{limit.split('=')[0]}")
+
+
+def check_resumable(path: str, model: ImageClassifier, trust: bool = False) -> None:
+    """`ckpt_path` for training: one of our training checkpoints (Lightning's loop state and a state
+    dict), readable without running code, of the model this run builds. Checked before fit, because
+    fit would end a truncated file, a raw pickle, a legacy-format file or another architecture's
+    checkpoint in a long traceback; read memory-mapped where the format allows (zip files)."""
+    ckpt = load_torch_file(path, "ckpt_path", trust, mmap=True)
+    state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict) or "pytorch-lightning_version" not in ckpt:
+        raise ConfigError(f"ckpt_path={path!r} is not a cifar_ft training checkpoint (no Lightning loop state or "
+                          "state dict); resume from a run's checkpoints/last.ckpt, or start weights from a file "
+                          "with model.pretrained=...")
+    theirs, ours = ckpt.get("hyper_parameters") or {}, model.hparams
+    for key in ("backbone", "num_classes"):
+        if key in theirs and theirs[key] != ours.get(key):
+            raise ConfigError(f"ckpt_path={path!r} was trained with {key}={theirs[key]!r} but this run builds "
+                              f"{key}={ours.get(key)!r}; pass that run's model (and data), or start from its "
+                              "weights with model.pretrained=...")
+    live = model.state_dict()
+    foreign = [k for k, t in state.items() if k not in live or tuple(t.shape) != tuple(live[k].shape)]
+    if foreign:
+        k = foreign[0]
+        found = (f"shape {tuple(live[k].shape)} here, {tuple(state[k].shape)} there" if k in live
+                 else "not in this model")
+        raise ConfigError(f"ckpt_path={path!r} does not fit the model this run builds: {len(foreign)} tensor(s) "
+                          f"differ, e.g. {k} ({found}); pass the model and strategy that run used")

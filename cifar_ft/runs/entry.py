@@ -25,6 +25,7 @@ from omegaconf import DictConfig
 from cifar_ft.errors import ConfigError, close_matches, find_user_error
 from cifar_ft.runs.checkpoints import refuse_finished
 from cifar_ft.runs.compose import CONF_DIR, compose_config
+from cifar_ft.runs.export_folder import check_out
 from cifar_ft.runs.resolvers import INTERNAL_CONFIGS, register_resolvers
 from cifar_ft.runs.run_dir import discard_if_empty, guard, last_value
 from cifar_ft.runs.validate import validate_config
@@ -128,9 +129,22 @@ def prevalidate(config_name: str, argv: list[str]) -> None:
         validate_config(cfg)
     if not args.multirun:  # the run directory: not a finished run's, not in use, not empty (runs/run_dir.py)
         check_added_keys(config_name, args.overrides)
-        if config_name == "train" and cfg.get("ckpt_path") not in (None, "", "last") and not cfg.get("resume"):
-            refuse_finished(str(cfg.ckpt_path), None, cfg.trainer.get("max_epochs"), cfg.trainer.get("max_steps"))
+        PRECHECKS.get(config_name, lambda _: None)(cfg)
         guard(config_name, args.overrides)
+
+
+def _train_precheck(cfg: DictConfig) -> None:
+    if cfg.get("ckpt_path") not in (None, "", "last") and not cfg.get("resume"):
+        refuse_finished(str(cfg.ckpt_path), None, cfg.trainer.get("max_epochs"), cfg.trainer.get("max_steps"))
+
+
+def _export_precheck(cfg: DictConfig) -> None:
+    if cfg.get("out"):  # the default folder lies in the run directory Hydra is about to make
+        check_out(Path(cfg.out), bool(cfg.get("overwrite", False)))
+
+
+# What a command checks before Hydra makes its run directory, beyond the config's values.
+PRECHECKS: dict[str, Callable[[DictConfig], None]] = {"train": _train_precheck, "export": _export_precheck}
 
 
 def check_added_keys(config_name: str, overrides: list[str]) -> None:

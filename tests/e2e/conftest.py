@@ -1,9 +1,11 @@
 """A small finished training run shared by the command-level tests that only read it."""
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import pytest
+import torch
 
 from cifar_ft.train import train
 from tests.conftest import FAST, make_cfg
@@ -19,4 +21,7 @@ def smoke_run(tmp_path_factory) -> Path:
     (run / "junk").mkdir()  # damaged files a user might pass: random bytes, a cut-off safetensors header
     (run / "junk" / "random.ckpt").write_bytes(bytes(range(256)) * 20)
     (run / "junk" / "bad.safetensors").write_bytes(b"\xff" * 8 + b"{}")
+    (run / "junk" / "truncated.ckpt").write_bytes((run / "checkpoints" / "last.ckpt").read_bytes()[:3000])
+    (run / "junk" / "raw_pickle.ckpt").write_bytes(pickle.dumps({"state_dict": {}}, protocol=4))
+    torch.save({"state_dict": {}}, run / "junk" / "legacy.ckpt", _use_new_zipfile_serialization=False)
     return run
