@@ -120,7 +120,7 @@ CHOICES: dict[str, Any] = {
     "model.source": SOURCES, "model.head_init": HEAD_INITS, "scheduler.decay": DECAYS,
     "callbacks.freeze.unfreeze": UNFREEZE_MODES, "on_bad_image": BAD_IMAGE_POLICIES,
     "format": EXPORT_FORMATS, "tta": (*TTA, None), "model.tta": TTA,
-    "calibrate": (*CALIBRATIONS, None), "optimized_mode": ("max", "min"),
+    "calibrate": (*CALIBRATIONS, None), "optimized_mode": ("max", "min"), "print_config": ("summary", "full"),
     "optimized_metric": MONITORABLE,
     "strategy.targets": LORA_TARGETS,
     "model.compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),

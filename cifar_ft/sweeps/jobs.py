@@ -21,7 +21,8 @@ from cifar_ft.errors import ConfigError
 
 log = logging.getLogger("cifar_ft")
 # keys that differ between attempts of the same job by design
-RESTART_KEYS = ("ckpt_path", "resume", "rerun_failed")
+# Keys that do not change what a job computes (how it is restarted, what it prints): not fingerprinted.
+RESTART_KEYS = ("ckpt_path", "resume", "rerun_failed", "print_config")
 
 
 @dataclass

@@ -77,10 +77,25 @@ def test_printed_config_keeps_long_lines_when_not_a_terminal(capsys, tmp_path):
     from cifar_ft.runs.build import print_config
     from tests.conftest import make_cfg
 
-    cfg = make_cfg(["experiment=smoke"], tmp_path / ("y" * 150))
+    cfg = make_cfg(["experiment=smoke", "print_config=full"], tmp_path / ("y" * 150))
     print_config(cfg)
     out = capsys.readouterr().out
     assert f"dirpath: {tmp_path / ('y' * 150)}/checkpoints" in out  # whole, beyond 80 columns
+
+
+def test_the_console_gets_a_summary_and_the_run_directory_the_whole_resolved_config(capsys, tmp_path):
+    from omegaconf import OmegaConf
+
+    from cifar_ft.runs.build import print_config
+    from tests.conftest import make_cfg
+
+    cfg = make_cfg(["experiment=smoke", "optimizer.lr=0.0123", "strategy=lora"], tmp_path / "run")
+    print_config(cfg)
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) <= 10 and "optimizer: AdamW lr=0.0123 weight_decay=0.05" in out[4], out
+    assert "strategy: LoRA name=lora rank=8" in out[2] and "backbone=test_resnet" in out[1]
+    saved = tmp_path / "run" / ".hydra" / "resolved.yaml"
+    assert OmegaConf.load(saved) == OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
 
 
 def test_a_run_shorter_than_its_warmup_or_logging_interval_is_told_and_still_gets_curves(cfg_factory, caplog):
