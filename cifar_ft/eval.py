@@ -34,9 +34,12 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     with open_dict(cfg):  # the checkpoint decides how images are prepared, and by default which images
         for key in ("input_size", "mean", "std"):
             cfg.model[key] = hparams[key]
+        # FixRes: the test size given here, else the checkpoint's (training's input size when it has none)
+        cfg.model.test_input_size = cfg.model.get("test_input_size") or hparams.get("test_input_size")
         if not given:
             cfg.data = run_data_config(ckpt, cfg.ckpt_path)
             cfg.data.batch_size = cfg.model.batch_size
+        cfg.data.eval_input_size = cfg.model.test_input_size
     datamodule = instantiate(cfg.data)
     check_classes(hparams["class_names"], datamodule.class_names, cfg.ckpt_path)
     split = check_test_split(ckpt, datamodule, given, bool(cfg.get("allow_train_overlap", False)))

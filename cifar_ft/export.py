@@ -29,7 +29,8 @@ def export(cfg: DictConfig) -> list[Path]:
     check_out(out, bool(cfg.get("overwrite", False)))
     model = load_classifier(cfg.ckpt_path, trust, ckpt).eval()
     temperature = choose_temperature(model, cfg.get("calibrate"), cfg.ckpt_path)  # folded into the head
-    info = ExportInfo(class_names=list(hp["class_names"]), input_size=int(hp["input_size"]),
+    size = int(hp.get("test_input_size") or hp["input_size"])  # FixRes: what the model is tested (and used) at
+    info = ExportInfo(class_names=list(hp["class_names"]), input_size=size,
                       mean=list(hp["mean"]), std=list(hp["std"]),
                       eval_crop_pct=float(prep.get("eval_crop_pct", 1.0)),
                       model_card=model_card(cfg.ckpt_path, hp, fmt, temperature), temperature=temperature)

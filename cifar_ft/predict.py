@@ -128,7 +128,8 @@ def predict(cfg: DictConfig) -> list[dict]:
     device = resolve_device(str(cfg.device))
     model = load_classifier(cfg.ckpt_path, trust, ckpt)
     choose_temperature(model, cfg.get("calibrate"), cfg.ckpt_path)
-    transform = BatchTransform(hp["input_size"], hp["mean"], hp["std"], train=False, preset="none",
+    size = hp.get("test_input_size") or hp["input_size"]  # FixRes: the size the run tested at
+    transform = BatchTransform(size, hp["mean"], hp["std"], train=False, preset="none",
                                eval_crop_pct=float(prep.get("eval_crop_pct", 1.0)))
     probs = classify(model, images, transform, int(cfg.batch_size), device, cfg.get("tta"))
     rows = top_k_rows(paths, probs, model.class_names, int(cfg.top_k))

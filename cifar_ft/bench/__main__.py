@@ -1,4 +1,4 @@
-"""python -m cifar_ft.bench {transfer,speed,recipe,strategy} [options]; see --help of each."""
+"""python -m cifar_ft.bench {transfer,speed,recipe,strategy,budget,gpu} [options]; see --help of each."""
 from __future__ import annotations
 
 import importlib
@@ -6,7 +6,8 @@ import sys
 
 # benchmark name -> module with main(argv)
 COMMANDS = {"transfer": "cifar_ft.bench.transfer", "speed": "cifar_ft.bench.speed", "recipe": "cifar_ft.bench.recipe",
-            "strategy": "cifar_ft.bench.strategy"}
+            "strategy": "cifar_ft.bench.strategy", "budget": "cifar_ft.bench.budget",
+            "gpu": "cifar_ft.bench.gpu"}
 
 
 def main(argv: list[str]) -> None:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from cifar_ft.bench.budget import budget_rows
 from cifar_ft.bench.common import data_root, print_table, save_json
 from cifar_ft.bench.overhead import collective_rows, overhead_rows
 from cifar_ft.bench.speed_common import plain_loop, prepared_model
@@ -187,6 +188,8 @@ def main(argv: list[str]) -> None:
         rows += gpu_models(out / "gpu", args.steps * 2)
     if "5" in args.rows:
         rows += overhead_rows(out / "overhead")
+        plain = next(r["value"] for r in rows if r["row"].startswith("5 lite0@64") and "plain loop" in r["row"])
+        rows += [{**r, "row": f"5 {r['row']}"} for r in budget_rows(plain)[1:]]  # the recipes' budgets here
     if "6" in args.rows:
         rows += collective_rows(out / "collectives")
     print_table(rows, ["row", "value", "unit", "ratio", "non_periodic", "mfu", "gflops_per_image", "peak_tflops"],

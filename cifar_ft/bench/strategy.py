@@ -80,7 +80,7 @@ def lite_table(root: str, out: Path, budget_s: float, only: list[str] | None) ->
     return rows
 
 
-def vit_row(strategy: str, batch: int, steps: int) -> dict:
+def vit_row(strategy: str, batch: int, steps: int, backbone: str = "vit_base_patch16_224", size: int = 224) -> dict:
     """Seconds per optimizer step and peak memory of ViT-B/16 at 224 px under `strategy` (this process)."""
     import resource
 
@@ -98,11 +98,11 @@ def vit_row(strategy: str, batch: int, steps: int) -> dict:
 
     gpu = torch.cuda.is_available()
     device = torch.device("cuda" if gpu else "cpu")
-    model = ImageClassifier("vit_base_patch16_224", num_classes=10, pretrained=False, input_size=224,
+    model = ImageClassifier(backbone, num_classes=10, pretrained=False, input_size=size,
                             strategy=instantiate(cfg.strategy)).to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=1e-4)
-    x, y = torch.randn(batch, 3, 224, 224, device=device), torch.randint(0, 10, (batch,), device=device)
+    x, y = torch.randn(batch, 3, size, size, device=device), torch.randint(0, 10, (batch,), device=device)
     frozen_backbone = not any(p.requires_grad for p in model.backbone.parameters())
     if gpu:
         torch.cuda.reset_peak_memory_stats()
@@ -139,11 +139,13 @@ def vit_row(strategy: str, batch: int, steps: int) -> dict:
             "trainable_pct": 100 * sum(p.numel() for p in trainable) / total}
 
 
-def vit_table(batch: int, steps: int) -> list[dict]:
+def vit_table(batch: int, steps: int, backbone: str = "vit_base_patch16_224", size: int = 224) -> list[dict]:
+    """One row per strategy, each in its own process (a clean peak-memory count)."""
     rows = []
     for strategy in VIT_STRATEGIES:
         proc = subprocess.run([sys.executable, "-m", "cifar_ft.bench", "strategy", "--vit-row", strategy,
-                               "--batch", str(batch), "--steps", str(steps)], cwd=ROOT, capture_output=True, text=True)
+                               "--batch", str(batch), "--steps", str(steps), "--vit-backbone", backbone,
+                               "--vit-size", str(size)], cwd=ROOT, capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(proc.stderr[-2000:])
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
@@ -178,9 +180,11 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--steps", type=int, default=3, help="timed steps per strategy (table 2)")
     ap.add_argument("--tables", default="lite,vit", help="which tables: lite, vit or both")
     ap.add_argument("--vit-row", help=argparse.SUPPRESS)
+    ap.add_argument("--vit-backbone", default="vit_base_patch16_224", help=argparse.SUPPRESS)
+    ap.add_argument("--vit-size", type=int, default=224, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.vit_row:
-        print(json.dumps(vit_row(args.vit_row, args.batch, args.steps)))
+        print(json.dumps(vit_row(args.vit_row, args.batch, args.steps, args.vit_backbone, args.vit_size)))
         return
     out, tables = Path(args.out), args.tables.split(",")
     results = {}

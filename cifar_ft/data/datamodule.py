@@ -35,11 +35,13 @@ class ImageDataModule(L.LightningDataModule):
                  eval_batch_size: int | None = None, num_workers: int | str = "auto",
                  val_size: int | float = 5000, seed: int = 0, augment: str = "basic",
                  mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0, eval_crop_pct: float = 1.0,
-                 on_device: bool | str = "auto", **augment_options: Any) -> None:
+                 on_device: bool | str = "auto", eval_input_size: int | None = None,
+                 **augment_options: Any) -> None:
         super().__init__()
         if batch_size < 1:
             raise ConfigError(f"data.batch_size={batch_size} must be >= 1")
         self.input_size, self.mean, self.std = int(input_size), list(mean), list(std)
+        self.eval_input_size = int(eval_input_size or input_size)  # FixRes: validation and test at this size
         self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size or batch_size)
         self.num_workers, self.val_size, self.seed = num_workers, val_size, int(seed)
         self.augment = check_preset(augment)
@@ -218,7 +220,8 @@ class ImageDataModule(L.LightningDataModule):
         key = (train, self.augment, self.out_dtype, self.trainer is not None)
         if key not in self._transforms:
             self._transforms[key] = BatchTransform(
-                self.input_size, self.mean, self.std, train=train, preset=self.augment if train else "none",
+                self.input_size if train else self.eval_input_size, self.mean, self.std, train=train,
+                preset=self.augment if train else "none",
                 options=self.augment_options, eval_crop_pct=self.eval_crop_pct, out_dtype=self.out_dtype,
                 reuse_buffers=self.trainer is not None)
         return self._transforms[key]

@@ -200,7 +200,8 @@ class ImageFolderDataModule(ImageDataModule):
         # Equal-sized small images (CIFAR as JPEG) keep their native size; others are stored at the
         # backbone's input size unless data.image_size says otherwise.
         if self._stored_size is None:
-            self._stored_size = int(self.image_size or min(native_size(source, files[0]), self.input_size))
+            largest = max(self.input_size, self.eval_input_size)  # FixRes tests above the training size
+            self._stored_size = int(self.image_size or min(native_size(source, files[0]), largest))
         return self._stored_size
 
     def _load(self):

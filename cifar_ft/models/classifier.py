@@ -56,7 +56,7 @@ class ImageClassifier(L.LightningModule):
                  scheduler: Callable | None = None, compile: bool = False, compile_mode: str = "default",
                  compile_backend: str = "inductor", channels_last: bool = True, tta: str = "none",
                  trust_weights: bool = False, strategy: FinetuningStrategy | dict | None = None,
-                 small_checkpoints: bool = True) -> None:
+                 small_checkpoints: bool = True, test_input_size: int | None = None) -> None:
         super().__init__()
         if num_classes < 2:
             raise ConfigError(f"num_classes={num_classes}: need at least 2 classes")
@@ -70,6 +70,9 @@ class ImageClassifier(L.LightningModule):
         self.strategy = build_strategy(strategy)
         self.hparams["strategy"] = self.strategy.spec()  # plain values: rebuilt on load
         self.backbone = create_backbone(backbone, pretrained, source, input_size, drop_path_rate, trust_weights)
+        if test_input_size and getattr(getattr(self.backbone, "patch_embed", None), "strict_img_size", False):
+            raise ConfigError(f"model.test_input_size={test_input_size}: {backbone} takes only {input_size} px "
+                              "inputs; a test resolution needs a CNN (or a ViT with dynamic_img_size)")
         self.strategy.prepare(self.backbone)  # exactly once; checkpoints load into the prepared model
         self._trainable = self.strategy.trainable(self.backbone)
         eligible = set(self._trainable)

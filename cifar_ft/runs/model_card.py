@@ -45,8 +45,9 @@ def model_card(ckpt_path: str, hparams: dict, fmt: str, temperature: float = 1.0
                   f"export is of `{Path(ckpt_path).name}`."]
     else:
         lines.append(f"No metrics.json found in {run}.")
+    size = hparams.get("test_input_size") or hparams["input_size"]  # FixRes: the size it was tested at
     lines += ["", "## Input", "",
-              f"RGB images at {hparams['input_size']} x {hparams['input_size']} px, scaled to [0, 1] and "
+              f"RGB images at {size} x {size} px, scaled to [0, 1] and "
               f"normalised with mean {list(hparams['mean'])} and std {list(hparams['std'])}. Training images "
               "were stored at their native size and resized bilinearly on the device.", "",
               *([f"Calibrated by temperature scaling (T = {temperature:.4f}, fitted on the validation split): "
