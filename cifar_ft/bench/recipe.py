@@ -39,7 +39,30 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "augmentation": ("none", ["data.augment=none"]),
     "augmentation ": ("basic + random erasing 0.25", ["data.random_erasing=0.25"]),
     "label smoothing": ("0.0", ["model.label_smoothing=0.0"]),
+    # time-to-accuracy levers (issue #21): FixRes, a compiled step, a larger backbone at the same size
+    "test resolution": ("validate and test at 80 px (FixRes; trained at 64)", ["model.test_input_size=80"]),
+    "test resolution ": ("validate and test at 96 px (trained at 64)", ["model.test_input_size=96"]),
+    "compile": ("model.compile=true (inductor's C++ backend; compile time counted)", ["model.compile=true"]),
+    "backbone": ("EfficientNet-Lite1 at 64 px", ["model=efficientnet_lite1_offline"]),
+    "backbone ": ("EfficientNet-Lite2 at 64 px", ["model=efficientnet_lite2_offline"]),
 }
+BF16 = ("bf16 autocast (this CPU has bf16 units)", ["trainer.precision=bf16-mixed"])
+
+
+def cpu_bf16_units() -> list[str]:
+    """The CPU's bf16 instruction flags (AVX512-BF16, AMX-BF16) from /proc/cpuinfo; [] when none (or
+    not Linux): bf16 autocast on a CPU without them is emulated and slower, so the row is run only
+    where they are found, never assumed."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return []
+    return sorted({"avx512_bf16", "amx_bf16"} & set(flags.split()))
+
+
+def variants() -> dict[str, tuple[str, list[str]]]:
+    """VARIANTS, plus the bf16 row where this CPU has bf16 units."""
+    return {**VARIANTS, "bf16": BF16} if cpu_bf16_units() else dict(VARIANTS)
 
 
 def run(root: str, out: Path, overrides: list[str]) -> dict:
@@ -73,7 +96,9 @@ def main(argv: list[str]) -> None:
     args = ap.parse_args(argv)
     root, out = data_root(args.data), Path(args.out)
     rows, base = [], None
-    for knob, (setting, overrides) in VARIANTS.items():
+    if not cpu_bf16_units():
+        print("bf16: not run (this CPU has no avx512_bf16 or amx_bf16 flag: bf16 would be emulated)", flush=True)
+    for knob, (setting, overrides) in variants().items():
         if args.only and knob.strip() not in args.only and knob != "baseline":
             continue
         m = run(root, out / f"{knob.strip().replace(' ', '_')}_{len(rows)}", overrides)
