@@ -52,6 +52,22 @@ class FrozenPhaseData(Protocol):
 
 
 @runtime_checkable
+class ResizableTrainData(Protocol):
+    """What progressive resizing (`callbacks.progressive_resize`) needs from a datamodule.
+
+    - `input_size`: the model's training input size (px), where the schedule ends.
+    - `set_train_size(px)` at the start of training and after each training batch
+      (`on_train_start`, `on_train_batch_end`): training batches transferred from then on are resized
+      to `px`; `None` at the end of training: back to `input_size`. Validation and test sizes never
+      change.
+    """
+
+    input_size: int
+
+    def set_train_size(self, px: int | None) -> None: ...
+
+
+@runtime_checkable
 class FinetunableModule(Protocol):
     """What the freeze schedule, the feature cache and the throughput meter need from the module.
 

@@ -42,6 +42,7 @@ class ImageDataModule(L.LightningDataModule):
             raise ConfigError(f"data.batch_size={batch_size} must be >= 1")
         self.input_size, self.mean, self.std = int(input_size), list(mean), list(std)
         self.eval_input_size = int(eval_input_size or input_size)  # FixRes: validation and test at this size
+        self._train_size: int | None = None  # progressive resizing: this size instead of input_size
         self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size or batch_size)
         self.num_workers, self.val_size, self.seed = num_workers, val_size, int(seed)
         self.augment = check_preset(augment)
@@ -127,6 +128,9 @@ class ImageDataModule(L.LightningDataModule):
 
     def augmenting(self) -> bool:
         return self._augment_enabled
+
+    def set_train_size(self, px: int | None) -> None:  # the ResizableTrainData contract
+        self._train_size = int(px) if px else None
 
     def cache_features(self, split: str, features: torch.Tensor) -> None:
         self._features[split] = features
@@ -217,10 +221,11 @@ class ImageDataModule(L.LightningDataModule):
     # ---- device-side transforms ----------------------------------------------------------
     def batch_transform(self, train: bool) -> BatchTransform:
         """The device-side transform, kept per mode (it holds reusable output buffers in a run)."""
-        key = (train, self.augment, self.out_dtype, self.trainer is not None)
+        size = (self._train_size or self.input_size) if train else self.eval_input_size
+        key = (train, size, self.augment, self.out_dtype, self.trainer is not None)
         if key not in self._transforms:
             self._transforms[key] = BatchTransform(
-                self.input_size if train else self.eval_input_size, self.mean, self.std, train=train,
+                size, self.mean, self.std, train=train,
                 preset=self.augment if train else "none",
                 options=self.augment_options, eval_crop_pct=self.eval_crop_pct, out_dtype=self.out_dtype,
                 reuse_buffers=self.trainer is not None)

@@ -98,6 +98,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.rotation_deg": _range(0.0, 180.0), "data.random_erasing": _range(0.0, 1.0), "data.rrc_scale": SCALE_RANGE,
     "data.eval_crop_pct": _range(0.0, 1.0, lo_open=True), "data.max_cache_gb": NON_NEGATIVE,
     "data.num_workers": ((lambda v: v == "auto" or (isinstance(v, int) and v >= 0)), "auto or an integer >= 0"),
+    "callbacks.progressive_resize.start_size": _optional(_int(16)), "callbacks.progressive_resize.step": _int(1),
+    "callbacks.progressive_resize.end_fraction": _range(0.0, 1.0, lo_open=True),
     "trainer.max_epochs": MAX_EPOCHS, "trainer.log_every_n_steps": _int(1),
     "trainer.accumulate_grad_batches": _int(1), "trainer.gradient_clip_val": _optional(POSITIVE),
     "trainer.check_val_every_n_epoch": _int(1), "trainer.num_nodes": _int(1),
@@ -231,6 +233,10 @@ def _check_limits(cfg: DictConfig) -> None:
     if _MISSING not in (freeze, epochs) and epochs != -1 and freeze > epochs:
         raise ConfigError(f"callbacks.freeze.freeze_epochs={freeze} > trainer.max_epochs={epochs}; use "
                           "freeze_epochs <= max_epochs (= max_epochs: linear probe)")
+    start, end = (_get(cfg, f"callbacks.progressive_resize.{k}_fraction") for k in ("start", "end"))
+    if _MISSING not in (start, end) and _number(start) and _number(end) and not 0 <= start < end:
+        raise ConfigError(f"callbacks.progressive_resize: start_fraction={start} < end_fraction={end} is required "
+                          "(the size ramps between them)")
 
 
 def _check_targets(cfg: DictConfig) -> None:
