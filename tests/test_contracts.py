@@ -6,7 +6,7 @@ import functools
 import torch
 
 from cifar_ft.callbacks.throughput import TrainThroughput
-from cifar_ft.contracts import CalibratableModule, FinetunableModule, FrozenPhaseData, RunFacts
+from cifar_ft.contracts import CalibratableModule, FinetunableModule, FrozenPhaseData, ResizableTrainData, RunFacts
 from cifar_ft.data.synthetic import SyntheticDataModule
 from cifar_ft.models.classifier import ImageClassifier
 
@@ -64,3 +64,14 @@ def test_throughput_meter_reports_run_facts():
     assert isinstance(meter, RunFacts) and meter.run_facts() == {}
     meter.last_images_per_sec = 123.0
     assert meter.run_facts() == {"train/images_per_sec": 123.0}
+
+
+def test_datamodule_is_resizable_train_data_and_only_training_batches_change_size():
+    dm = SyntheticDataModule(input_size=32, mean=[0.5] * 3, std=[0.5] * 3, batch_size=8, train_size=100,
+                             test_size=20, val_size=20)
+    assert isinstance(dm, ResizableTrainData) and dm.input_size == 32
+    images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    dm.set_train_size(16)
+    assert dm.batch_transform(True)(images).shape[-1] == 16 and dm.batch_transform(False)(images).shape[-1] == 32
+    dm.set_train_size(None)
+    assert dm.batch_transform(True)(images).shape[-1] == 32
