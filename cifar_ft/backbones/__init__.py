@@ -84,3 +84,11 @@ def prefers_channels_last(backbone: nn.Module) -> bool:
     """Convolutional networks run faster in NHWC (cuDNN and oneDNN alike: 1.7x for Lite0 on a 2-core
     CPU); transformers, whose only convolution is the patch embedding, gain nothing."""
     return sum(isinstance(m, nn.Conv2d) for m in backbone.modules()) > 1
+
+
+def check_test_size(backbone: nn.Module, name: str, input_size: int, test_input_size: int | None) -> None:
+    """`model.test_input_size` (FixRes) needs a backbone that takes any input size: CNNs do; a timm
+    ViT built for one size (`patch_embed.strict_img_size`) does not."""
+    if test_input_size and getattr(getattr(backbone, "patch_embed", None), "strict_img_size", False):
+        raise ConfigError(f"model.test_input_size={test_input_size}: {name} takes only {input_size} px inputs; a "
+                          "test resolution needs a CNN (or a ViT with dynamic_img_size)")

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
-from cifar_ft.backbones import create_backbone, layer_groups, prefers_channels_last
+from cifar_ft.backbones import check_test_size, create_backbone, layer_groups, prefers_channels_last
 from cifar_ft.errors import ConfigError, check_choice
 from cifar_ft.models.calibration import TTA, apply_temperature
 from cifar_ft.models.groups import backbone_groups
@@ -70,9 +70,7 @@ class ImageClassifier(L.LightningModule):
         self.strategy = build_strategy(strategy)
         self.hparams["strategy"] = self.strategy.spec()  # plain values: rebuilt on load
         self.backbone = create_backbone(backbone, pretrained, source, input_size, drop_path_rate, trust_weights)
-        if test_input_size and getattr(getattr(self.backbone, "patch_embed", None), "strict_img_size", False):
-            raise ConfigError(f"model.test_input_size={test_input_size}: {backbone} takes only {input_size} px "
-                              "inputs; a test resolution needs a CNN (or a ViT with dynamic_img_size)")
+        check_test_size(self.backbone, backbone, input_size, test_input_size)
         self.strategy.prepare(self.backbone)  # exactly once; checkpoints load into the prepared model
         self._trainable = self.strategy.trainable(self.backbone)
         eligible = set(self._trainable)

@@ -22,6 +22,11 @@ def test_ddp_cpu_command_and_two_nodes_agree(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp_cpu"]  # the second rank made no run dir
     assert (one / "train_ddp_process_1.log").is_file()  # ... it ran, logging into the same directory
+    # no warning a user reads as a bug (the test rows' gather used a deprecated torch path), and the
+    # gathered per-image test rows: every test image once
+    assert "deprecated" not in proc.stderr, proc.stderr[-3000:]
+    rows = (one / "test_predictions.csv").read_text().splitlines()[1:]
+    assert len(rows) == 500 and len({r.split(",")[0] for r in rows}) == 500
     single = json.loads((one / "metrics.json").read_text())
 
     two = tmp_path / "two_nodes"

@@ -38,6 +38,7 @@ def test_predict_explain_writes_one_overlay_per_image(smoke_run, tmp_path):
 
 
 def test_the_explained_layer_is_the_last_feature_map_or_the_last_vit_block():
+    torch.manual_seed(0)  # random models: with some draws a class's Grad-CAM map is all zero (ReLU)
     cnn = ImageClassifier("test_resnet", 4, pretrained=False, input_size=32).eval()
     layer, reshape = cam_layer(cnn, 32)
     assert reshape is None and layer in set(cnn.backbone.modules())
