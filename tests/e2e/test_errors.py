@@ -26,14 +26,18 @@ def cli_error(*args: str) -> str:
 def test_unknown_config_group_option_is_one_line_with_valid_options(tmp_path):
     line = cli_error("model=vit_bse", f"hydra.run.dir={tmp_path}")
     assert "model=vit_bse" in line and "valid:" in line and "resnet18" in line and "Did you mean: vit_base" in line
+    valid = line.split("valid: ")[1].split(".")[0].split(", ")
+    assert "base" not in valid and "_base" not in valid  # the shared base config is not a user's choice
     assert not tmp_path.exists() or not any(tmp_path.iterdir())  # nothing was started
 
 
+@pytest.mark.slow  # subprocess start-up (~10 s per command here) dominates: the slow tier
 def test_unknown_key_and_bad_override_syntax_are_one_line(tmp_path):
     assert "+trainer.max_epoch=" in cli_error("trainer.max_epoch=3", f"hydra.run.dir={tmp_path}")
     assert "data.batch_size=[1" in cli_error("data.batch_size=[1", f"hydra.run.dir={tmp_path}")
 
 
+@pytest.mark.slow  # subprocess start-up (~10 s per command here) dominates: the slow tier
 def test_unwritable_output_directory_is_one_line(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")

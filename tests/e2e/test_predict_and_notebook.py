@@ -39,6 +39,7 @@ def execute_notebook(run_dir: Path, monkeypatch) -> list[dict]:
     return [o for cell in nb.cells for o in cell.get("outputs", [])]
 
 
+@pytest.mark.slow  # subprocess start-up (~10 s per command here) dominates: the slow tier
 def test_notebook_runs_top_to_bottom_on_a_sweep_and_on_a_run(sweep, monkeypatch, tmp_path):
     outputs = execute_notebook(sweep, monkeypatch)
     text = "".join(o.get("text", "") + o.get("data", {}).get("text/markdown", "") for o in outputs)
@@ -100,6 +101,7 @@ def test_predict_matches_the_runs_own_test_predictions(sweep, tmp_path):
     assert len(table) == 20 and table[0]["class1"] == rows[0]["top_k"][0]["class"] and "prob3" in table[0]
 
 
+@pytest.mark.slow  # subprocess start-up (~10 s per command here) dominates: the slow tier
 def test_predict_command_prints_a_table_and_rejects_missing_inputs(sweep, tmp_path):
     run = sweep / "0"
     paths = write_test_pngs(run, [0, 1], tmp_path / "images")

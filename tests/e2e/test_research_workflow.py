@@ -102,7 +102,8 @@ def test_a_killed_optuna_search_resumes_to_its_trial_count(tmp_path):
     assert sorted(d.name for d in sweep.iterdir() if d.name.isdigit()) == ["0", "1", "2", "3"]
 
 
-@pytest.mark.parametrize("preset", ["fdr", pytest.param("overfit", marks=pytest.mark.slow), "limit", "profiler"])
+@pytest.mark.slow  # four whole commands
+@pytest.mark.parametrize("preset", ["fdr", "overfit", "limit", "profiler"])
 def test_debug_presets_run_and_write_nowhere_else(preset, tmp_path):
     run = tmp_path / "run"
     proc = command("experiment=smoke", f"debug={preset}", "trainer.enable_progress_bar=false", f"hydra.run.dir={run}")
@@ -117,6 +118,7 @@ def test_debug_presets_run_and_write_nowhere_else(preset, tmp_path):
         assert json.loads((run / "metrics.json").read_text())["global_step"] == 15  # 3 epochs of 5 batches
 
 
+@pytest.mark.slow  # subprocess start-up (~10 s per command here) dominates: the slow tier
 def test_debug_presets_default_to_a_temporary_directory(tmp_path):
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     proc = command("experiment=smoke", "debug=fdr", "trainer.enable_progress_bar=false", env=env)

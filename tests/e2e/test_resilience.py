@@ -136,6 +136,7 @@ def test_sigterm_during_eval_stops_within_a_batch_and_writes_nothing(tmp_path, m
     assert signal.getsignal(signal.SIGTERM) is before
 
 
+@pytest.mark.slow  # subprocess start-up (~10 s per command here) dominates: the slow tier
 def test_sigint_finishes_the_step_and_saves_a_checkpoint(tmp_path):
     run_dir = tmp_path / "ctrl_c"
     proc = cli(run_dir, *signal_at(STEPS_PER_EPOCH + 3, "SIGINT"))

@@ -91,6 +91,7 @@ def test_smoke_command_offline(tmp_path):
     assert "test/acc" in ev.stdout and (tmp_path / "ev" / "metrics.json").is_file()
 
 
+@pytest.mark.slow  # subprocess start-up (~10 s per command here) dominates: the slow tier
 def test_bad_value_gives_one_line_error(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "cifar_ft.train", "experiment=smoke", "model.backbone=resnet181",
                            f"hydra.run.dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=300)

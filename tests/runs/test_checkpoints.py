@@ -69,6 +69,7 @@ def kill_while_writing(path: Path, kind: str) -> str:
     return "previous" if ckpt["i"] == 1 and bool((ckpt["w"] == 1).all()) else "mixed"
 
 
+@pytest.mark.slow  # subprocess start-up (~10 s per command here) dominates: the slow tier
 def test_checkpoint_killed_while_writing_leaves_the_previous_one_loadable(tmp_path):
     path = tmp_path / "checkpoints" / "last.ckpt"
     assert kill_while_writing(path, "atomic") == "previous"

@@ -78,6 +78,7 @@ def test_only_a_directory_this_command_made_and_left_empty_is_removed(tmp_path):
     assert busy.exists()
 
 
+@pytest.mark.slow  # subprocess start-up (~10 s per command here) dominates: the slow tier
 def test_the_commands_refuse_before_hydra_writes_and_a_failed_run_leaves_no_directory(tmp_path):
     run = finished_run(tmp_path)
     proc = subprocess.run([sys.executable, "-m", "cifar_ft.train", *FAST, f"hydra.run.dir={run}"], cwd=ROOT,

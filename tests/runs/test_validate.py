@@ -14,6 +14,7 @@ from cifar_ft.runs.validate import validate_config
 from tests.conftest import ROOT
 
 
+@pytest.mark.slow  # subprocess start-up (~10 s per command here) dominates: the slow tier
 @pytest.mark.parametrize("command", ["eval", "predict", "export"])
 def test_a_command_without_its_checkpoint_says_so_in_one_line(command, tmp_path):
     proc = subprocess.run([sys.executable, "-m", f"cifar_ft.{command}", f"hydra.run.dir={tmp_path / 'run'}"],
