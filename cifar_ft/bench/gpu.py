@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from cifar_ft.bench.common import data_root, print_table, save_json
+from cifar_ft.runs.artifacts import git_commit
 
 ROOT = Path(__file__).resolve().parents[2]
 COLUMNS = ["row", "value", "unit", "ratio", "mfu", "fit_s", "peak_mb"]
@@ -79,16 +80,17 @@ def to_accuracy(s: Setting, experiment: str) -> list[dict]:
             f"hydra.run.dir={out}"]
     if s.dry:
         args += ["trainer=cpu", "model.pretrained=false", "model.input_size=32", "model.batch_size=8",
-                 "data.val_size=20", "data.test_size=20", "trainer.max_epochs=1", "+trainer.max_steps=2"]
+                 "data.val_size=20", "data.test_size=20", "trainer.max_epochs=1"]  # 10 steps: 80 images
     _command(["cifar_ft.train", *args])
     metrics = json.loads((out / "metrics.json").read_text())
     row = {"row": f"{experiment}: fit and held-out test", "value": metrics["test/acc"], "unit": "test acc",
            "test_acc": metrics["test/acc"], "fit_s": metrics["fit_time_s"]}
     rows = [row]
     if s.test:
-        _command(["cifar_ft.eval", f"ckpt_path={metrics['best_checkpoint']}", "data=image_folder",
-                  f"data.root={s.test}", f"hydra.run.dir={out}_test"])
-        acc = json.loads((out.parent / f"{out.name}_test" / "metrics.json").read_text())["test/acc"]
+        tested = out.parent / f"{out.name}_test"
+        _command(["cifar_ft.eval", f"ckpt_path={metrics['best_ckpt']}", "data=image_folder",
+                  f"data.root={s.test}", f"hydra.run.dir={tested}"])
+        acc = json.loads((tested / "metrics.json").read_text())["test/acc"]
         rows.append({**row, "row": f"{experiment}: on {Path(s.test).name}", "value": acc, "test_acc": acc})
     return rows
 
@@ -114,13 +116,14 @@ def _command(args: list[str]) -> None:
         raise RuntimeError(f"{' '.join(args)}\n{proc.stderr[-2000:]}")
 
 
-def dry_data(out: Path) -> str:
-    """10 classes x 12 generated 32 px JPEGs: an image folder for the dry run's recipe rows."""
+def dry_data(out: Path, split: str = "train") -> str:
+    """10 classes x 12 generated 32 px JPEGs in `<out>/<split>/`: an image folder for the dry run's
+    recipe rows (`train`), and the folder they are also tested on (`test`, as `--test`)."""
     from PIL import Image
 
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator().manual_seed(0 if split == "train" else 1)
     for c in range(10):
-        folder = out / "train" / f"class_{c}"
+        folder = out / split / f"class_{c}"
         folder.mkdir(parents=True, exist_ok=True)
         for i in range(12):
             pixels = torch.randint(0, 256, (32, 32, 3), dtype=torch.uint8, generator=gen).numpy()
@@ -129,11 +132,7 @@ def dry_data(out: Path) -> str:
 
 
 def header(dry: bool) -> dict:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                                check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
+    commit = (git_commit() or "unknown")[:12]
     device = "CPU dry run" if dry else torch.cuda.get_device_name()
     return {"device": device, "date": datetime.date.today().isoformat(), "commit": commit, "dry_run": dry}
 
@@ -163,7 +162,8 @@ def main(argv: list[str]) -> None:
         raise SystemExit("error: no GPU here; bench gpu measures one (--dry-run checks every row on the CPU)")
     out = Path(args.out)
     data = dry_data(out / "dry_data") if args.dry_run else data_root(args.data)
-    setting, rows = Setting(out, data, args.test, args.dry_run), []
+    test = dry_data(out / "dry_test", "test") if args.dry_run and not args.test else args.test
+    setting, rows = Setting(out, data, test, args.dry_run), []
     for name in chosen:
         rows += ROWS[name](setting)
         print(f"[bench gpu] {name}: done", flush=True)

@@ -24,7 +24,7 @@ def test_the_dry_run_measures_every_row_and_writes_the_readme_table(tmp_path):
     rows = json.loads((tmp_path / "results.json").read_text())
     names = " ".join(r["row"] for r in rows)
     for expected in ("data path @224: ours", "plain loop", "compile=True", "lite0_cifar10_gpu", "lite2_cifar10_gpu",
-                     "strategy lora", "strategy vpt"):
+                     "lite0_cifar10_gpu: on dry_test", "strategy lora", "strategy vpt"):
         assert expected in names, names
     assert all(math.isfinite(r["value"]) and r["value"] > 0 for r in rows), rows
     assert {r["device"] for r in rows} == {"CPU dry run"} and all(r["dry_run"] for r in rows)
