@@ -45,6 +45,11 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "compile": ("model.compile=true (inductor's C++ backend; compile time counted)", ["model.compile=true"]),
     "backbone": ("EfficientNet-Lite1 at 64 px", ["model=efficientnet_lite1_offline"]),
     "backbone ": ("EfficientNet-Lite2 at 64 px", ["model=efficientnet_lite2_offline"]),
+    # partial fine-tuning: no backward pass through the stem and first three stages (Lite0's 6 groups)
+    "partial": ("strategy=partial (first 6 layer groups frozen, ImageNet BatchNorm statistics)",
+                ["strategy=partial"]),
+    "partial ": ("strategy=partial callbacks.freeze.train_bn=true (frozen groups' BatchNorm adapts)",
+                 ["strategy=partial", "callbacks.freeze.train_bn=true"]),
 }
 BF16 = ("bf16 autocast (this CPU has bf16 units)", ["trainer.precision=bf16-mixed"])
 

@@ -39,10 +39,11 @@ LITE_STRATEGIES: dict[str, list[str]] = {
     "gradual": ["trainer.max_epochs=3", "callbacks.freeze.groups_per_epoch=4"],
     "bitfit": [],
     "norm": [],
+    "partial": ["callbacks.freeze.train_bn=true"],
     "lora": [],
     "dora": [],
 }
-VIT_STRATEGIES = ["full", "linear_probe", "bitfit", "norm", "lora", "dora", "vpt"]
+VIT_STRATEGIES = ["full", "linear_probe", "bitfit", "norm", "partial", "lora", "dora", "vpt"]
 
 
 def train_run(root: str, out: Path, strategy: str, images: int) -> dict:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from cifar_ft.errors import check_choice
 from cifar_ft.strategies.base import FinetuningStrategy, Strategy
 from cifar_ft.strategies.lora import LoRA
-from cifar_ft.strategies.selective import BitFit, Full, LinearProbe, NormTuning
+from cifar_ft.strategies.selective import BitFit, Full, LinearProbe, NormTuning, Partial
 from cifar_ft.strategies.vpt import VPT
 
 # strategy=<name> -> the class that builds it (rebuilt from checkpoints as STRATEGIES[name](**spec))
@@ -26,6 +26,7 @@ STRATEGIES: dict[str, Callable[..., FinetuningStrategy]] = {
     "linear_probe": LinearProbe,
     "bitfit": BitFit,
     "norm": NormTuning,
+    "partial": Partial,     # the first strategy.frozen_groups layer groups stay pretrained
     "lora": LoRA,
     "dora": LoRA,           # use_dora: true (conf/strategy/dora.yaml)
     "vpt": VPT,

@@ -6,12 +6,18 @@
 - `bitfit`: the biases (Ben Zaken et al., "BitFit", ACL 2022).
 - `norm`: the affine parameters of the normalisation layers (LayerNorm, BatchNorm, GroupNorm); trained
   BatchNorm layers also update their running statistics.
+- `partial`: every parameter but those of the first `frozen_groups` layer groups (input side), which
+  keep their pretrained weights and BatchNorm statistics (Yosinski et al., "How transferable are
+  features in deep neural networks?", NeurIPS 2014). Autograd then skips the backward pass through
+  them, which on a CPU is most of their cost (README, "Time-to-accuracy levers").
 """
 from __future__ import annotations
 
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from cifar_ft.backbones import layer_groups
+from cifar_ft.errors import ConfigError
 from cifar_ft.strategies.base import Strategy, matching
 
 NORM_LAYERS = (nn.LayerNorm, _BatchNorm, nn.GroupNorm)  # timm's LayerNorm2d etc. subclass these
@@ -76,3 +82,25 @@ class NormTuning(Strategy):
 
     def lr_scale(self, name: str) -> float | None:
         return self.lr_mult
+
+
+class Partial(Strategy):
+    """The deep end trains as in `full`; the first `frozen_groups` layer groups (timm's `group_matcher`,
+    the groups of layer decay and gradual unfreezing, input side first) never do."""
+
+    def __init__(self, name: str = "partial", frozen_groups: int = 1) -> None:
+        super().__init__(name)
+        if isinstance(frozen_groups, bool) or not isinstance(frozen_groups, int) or frozen_groups < 1:
+            raise ConfigError(f"strategy.frozen_groups={frozen_groups!r} must be an integer >= 1 (the number "
+                              "of layer groups, from the input side, that keep their pretrained weights)")
+        self.frozen_groups = frozen_groups
+        self._args = {"frozen_groups": frozen_groups}
+
+    def trainable(self, backbone: nn.Module) -> list[str]:
+        groups = layer_groups(backbone)
+        if self.frozen_groups >= len(groups):
+            raise ConfigError(f"strategy.frozen_groups={self.frozen_groups} leaves nothing to train: this "
+                              f"backbone has {len(groups)} layer groups; use 1..{len(groups) - 1} "
+                              "(or strategy=linear_probe)")
+        frozen = {n for g in groups[:self.frozen_groups] for n in g}
+        return [n for n, _ in backbone.named_parameters() if n not in frozen]

@@ -67,6 +67,8 @@ BAD_INPUTS = [
     ("train", ["callbacks.freeze.groups=['blocks[']"], "callbacks.freeze.groups"),
     ("train", ["strategy=lora", "strategy.targets=attention"], "strategy.targets='attention'"),
     ("train", ["strategy=vpt", "strategy.tokens=0"], "strategy.tokens=0"),
+    ("train", ["strategy=partial", "strategy.frozen_groups=0"], "strategy.frozen_groups=0 must be an integer >= 1"),
+    ("train", ["strategy=partial", "strategy.frozen_groups=99"], "strategy.frozen_groups=99 leaves nothing to train"),
     ("train", ["strategy=lorra"], "strategy"),
     ("train", ["optimizer.weight_decay=-0.1"], "optimizer.weight_decay=-0.1"),
     ("train", ["model.input_size=0"], "model.input_size=0"),

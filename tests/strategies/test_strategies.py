@@ -64,6 +64,36 @@ def test_strategy_changes_exactly_its_parameters(cfg_factory, resnet_weights, st
     assert got == want | HEAD
 
 
+def test_partial_keeps_its_first_layer_groups_pretrained_statistics_included(cfg_factory, resnet_weights):
+    """strategy=partial: the first `frozen_groups` layer groups keep weights and BatchNorm statistics
+    bit-identical; every other backbone tensor changes, as under `full`."""
+    import timm
+
+    from cifar_ft.backbones import layer_groups
+
+    got = changed(cfg_factory, "strategy=partial", "strategy.frozen_groups=2", f"model.pretrained={resnet_weights}")
+    frozen = {n for g in layer_groups(timm.create_model("test_resnet", num_classes=0))[:2] for n in g}
+    modules = {n.rsplit(".", 1)[0] for n in frozen}  # their BatchNorm buffers stay too
+    backbone = {k for k in Weights.start if k.startswith("backbone.")}
+    kept = {k for k in backbone if k.removeprefix("backbone.").rsplit(".", 1)[0] in modules}
+    assert frozen and {f"backbone.{n}" for n in frozen} <= kept < backbone
+    assert got == (backbone - kept) | HEAD
+
+
+def test_partial_refuses_a_count_that_freezes_nothing_or_everything():
+    import timm
+
+    from cifar_ft.errors import ConfigError
+    from cifar_ft.strategies.selective import Partial
+
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ConfigError, match=f"strategy.frozen_groups={bad!r} must be an integer >= 1"):
+            Partial(frozen_groups=bad)
+    net = timm.create_model("test_resnet", num_classes=0)
+    with pytest.raises(ConfigError, match=r"frozen_groups=99 leaves nothing to train: this backbone has \d+ layer"):
+        Partial(frozen_groups=99).trainable(net)
+
+
 def test_full_changes_every_backbone_tensor(cfg_factory):
     got = changed(cfg_factory, "strategy=full", "callbacks.freeze.freeze_epochs=0")
     never = {"temperature"}  # set by calibrate=temperature after training, never by it
