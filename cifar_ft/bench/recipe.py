@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BASELINE = ["model.input_size=64", "data.max_train_images=12000", "data.val_size=2500", "data.test_size=2000",
             "trainer.max_epochs=1", "callbacks.freeze.freeze_epochs=0", "optimizer.lr=1e-3",
             "model.backbone_lr_mult=1.0", "data.augment=basic", "data.pad_fraction=0.125",
-            "scheduler.warmup_steps=30"]
+            "data.passes_per_epoch=1", "scheduler.warmup_steps=30"]
 # knob -> (setting as shown, overrides on top of the baseline)
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "baseline": ("64 px, 12k images, 1 epoch, AdamW lr 1e-3 everywhere", []),
@@ -36,6 +36,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "freeze epochs": ("1 frozen epoch (cached) + 1 fine-tuning", ["trainer.max_epochs=2",
                                                                  "callbacks.freeze.freeze_epochs=1"]),
     "epochs": ("2 epochs of fine-tuning", ["trainer.max_epochs=2"]),
+    "epochs ": ("1.5 passes in one epoch (data.passes_per_epoch=1.5)", ["data.passes_per_epoch=1.5"]),
     "resolution": ("96 px", ["model.input_size=96"]),
     "augmentation": ("none", ["data.augment=none"]),
     "augmentation ": ("basic + random erasing 0.25", ["data.random_erasing=0.25"]),

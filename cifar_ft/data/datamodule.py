@@ -36,7 +36,7 @@ class ImageDataModule(L.LightningDataModule):
                  val_size: int | float = 5000, seed: int = 0, augment: str = "basic",
                  mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0, eval_crop_pct: float = 1.0,
                  on_device: bool | str = "auto", eval_input_size: int | None = None,
-                 **augment_options: Any) -> None:
+                 passes_per_epoch: float = 1.0, **augment_options: Any) -> None:
         super().__init__()
         if batch_size < 1:
             raise ConfigError(f"data.batch_size={batch_size} must be >= 1")
@@ -49,6 +49,9 @@ class ImageDataModule(L.LightningDataModule):
         self.augment_options = AugmentOptions.from_options(augment_options)
         self.mixup_alpha, self.cutmix_alpha = float(mixup_alpha), float(cutmix_alpha)
         self.eval_crop_pct = eval_crop_pct
+        if not passes_per_epoch > 0:
+            raise ConfigError(f"data.passes_per_epoch={passes_per_epoch} must be > 0 (1: each image once per epoch)")
+        self.passes_per_epoch = float(passes_per_epoch)  # training images per epoch, in passes (sampling.py)
         self.on_device = on_device  # auto: in-memory uint8 sets live on the GPU (no loader, no copies)
         self.splits: dict[str, ImageSet | None] | None = None
         self._class_names: list[str] | None = None
@@ -194,7 +197,8 @@ class ImageDataModule(L.LightningDataModule):
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
         # Resumable mid-epoch; sharded across DDP ranks by the sampler itself.
         loader = ResumableLoader(ds, batch_size=self.batch_size, drop_last=True,
-                                 sampler=EpochShuffleSampler(len(ds), self.seed, epoch), **common)
+                                 sampler=EpochShuffleSampler(len(ds), self.seed, epoch, self.passes_per_epoch),
+                                 **common)
         if self._train_position is not None:
             loader.load_state_dict(self._train_position)
             self._train_position = None

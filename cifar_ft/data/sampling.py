@@ -21,17 +21,28 @@ class EpochShuffleSampler(DistributedSampler):
 
     It shards itself (rank::world_size of the permutation, padded by repeating its start like
     torch's DistributedSampler), so Lightning leaves it alone instead of wrapping it, and skipping the
-    first `skip` indices of this rank's shard skips exactly `skip / batch_size` batches on resume."""
+    first `skip` indices of this rank's shard skips exactly `skip / batch_size` batches on resume.
 
-    def __init__(self, size: int, seed: int, epoch: int = 0) -> None:
+    `passes` (data.passes_per_epoch) > 1 makes one epoch that many passes over the images: whole
+    permutations drawn one after another from the epoch's generator, the last one cut short (1.5: every
+    image once, then a random half again). The first pass is the permutation of `passes=1`. Why not
+    `max_epochs=2` with `max_steps`: Lightning validates, checkpoints and names the best checkpoint by
+    epoch, and stops mid-epoch without validating; a fractional second look at the images belongs to
+    the epoch."""
+
+    def __init__(self, size: int, seed: int, epoch: int = 0, passes: float = 1.0) -> None:
         initialized = dist.is_available() and dist.is_initialized()
         world, rank = (dist.get_world_size(), dist.get_rank()) if initialized else (1, 0)
-        super().__init__(range(size), num_replicas=world, rank=rank, shuffle=True, seed=seed)
+        self.length = max(1, round(size * passes))  # indices per epoch (before DDP padding)
+        super().__init__(range(self.length), num_replicas=world, rank=rank, shuffle=True, seed=seed)
         self.size, self.epoch, self.skip = size, epoch, 0
 
     def __iter__(self) -> Iterator[int]:
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        order = torch.randperm(self.size, generator=gen).tolist()
+        order: list[int] = []
+        while len(order) < self.length:
+            order += torch.randperm(self.size, generator=gen).tolist()
+        order = order[: self.length]
         order += order[: self.total_size - len(order)]
         shard = order[self.rank:self.total_size:self.num_replicas]
         skip, self.skip = self.skip, 0  # applies to one pass only

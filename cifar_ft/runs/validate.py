@@ -93,7 +93,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.mean": _triple(False), "model.std": _triple(True),
     "data.batch_size": _int(1), "data.eval_batch_size": _optional(_int(1)),
     "data.val_size": COUNT_OR_FRACTION, "data.test_size": COUNT_OR_FRACTION,
-    "data.max_train_images": _optional(_int(1)), "data.mixup_alpha": NON_NEGATIVE,
+    "data.max_train_images": _optional(_int(1)), "data.passes_per_epoch": POSITIVE, "data.mixup_alpha": NON_NEGATIVE,
     "data.cutmix_alpha": NON_NEGATIVE, "data.pad_fraction": _range(0.0, 0.5), "data.color_jitter": _range(0.0, 1.0),
     "data.rotation_deg": _range(0.0, 180.0), "data.random_erasing": _range(0.0, 1.0), "data.rrc_scale": SCALE_RANGE,
     "data.eval_crop_pct": _range(0.0, 1.0, lo_open=True), "data.max_cache_gb": NON_NEGATIVE,

@@ -73,3 +73,18 @@ def test_batch_size_larger_than_data_is_rejected():
                              train_size=200, test_size=50, val_size=40)
     with pytest.raises(ConfigError, match="data.batch_size=1000 is larger than the training set"):
         dm.setup("fit")
+
+
+def test_passes_per_epoch_lengthens_the_training_epoch(cfg_factory):
+    cfg = cfg_factory("data.train_size=1000", "data.val_size=200", "data.test_size=100",
+                      "data.batch_size=50", "data.passes_per_epoch=1.5")
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    assert len(loader) == 800 * 3 // 2 // 50  # 1.5 passes over 800 training images, in batches of 50
+    assert sum(len(batch[1]) for batch in loader) == 1200
+
+
+def test_passes_per_epoch_rejects_non_positive():
+    with pytest.raises(ConfigError, match=r"data.passes_per_epoch=0.0 must be > 0"):
+        SyntheticDataModule(input_size=32, mean=[0.5] * 3, std=[0.5] * 3, passes_per_epoch=0.0)

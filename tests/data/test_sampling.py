@@ -44,3 +44,21 @@ def test_epoch_sampler_depends_on_epoch_only():
     assert list(s2) == first and sorted(first) == list(range(50))
     s2.set_epoch(3)
     assert list(s2) != first
+
+
+def test_epoch_sampler_passes_see_every_image_then_a_fresh_subset():
+    one = list(EpochShuffleSampler(40, seed=3, epoch=1))
+    s = EpochShuffleSampler(40, seed=3, epoch=1, passes=1.5)
+    order = list(s)
+    assert len(s) == len(order) == 60
+    assert order[:40] == one  # the first pass is the passes=1 permutation
+    assert sorted(order[:40]) == list(range(40))
+    second = order[40:]
+    assert len(set(second)) == 20 and second != one[:20]  # a random half, no image twice within it
+
+
+def test_epoch_sampler_passes_resume_skips_inside_the_longer_epoch():
+    order = list(EpochShuffleSampler(30, seed=0, epoch=2, passes=2.0))
+    s = EpochShuffleSampler(30, seed=0, epoch=2, passes=2.0)
+    s.skip = 37
+    assert list(s) == order[37:]
