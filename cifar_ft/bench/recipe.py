@@ -53,6 +53,12 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                 ["strategy=partial"]),
     "partial ": ("strategy=partial callbacks.freeze.train_bn=true (frozen groups' BatchNorm adapts)",
                  ["strategy=partial", "callbacks.freeze.train_bn=true"]),
+    # the LR decay a cut-short run prefers (Li et al., 2020), and fewer backward passes (Jiang et al., 2019)
+    "schedule": ("linear decay to zero (scheduler=linear)", ["scheduler=linear"]),
+    "selective backprop": ("backward on the hardest half of each batch (model.backprop_fraction=0.5)",
+                           ["model.backprop_fraction=0.5"]),
+    "selective backprop ": ("the hardest half, over 1.4 passes (+ data.passes_per_epoch=1.4)",
+                            ["model.backprop_fraction=0.5", "data.passes_per_epoch=1.4"]),
 }
 BF16 = ("bf16 autocast (this CPU has bf16 units)", ["trainer.precision=bf16-mixed"])
 

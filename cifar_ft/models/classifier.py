@@ -26,6 +26,7 @@ from cifar_ft.models.metrics import (
 )
 from cifar_ft.models.optim import build_optimizer, join_param_groups, param_groups
 from cifar_ft.models.rng import rng_state, set_rng_state
+from cifar_ft.models.selection import check_fraction, hardest, score
 from cifar_ft.strategies import FinetuningStrategy, build_strategy
 from cifar_ft.strategies import checkpoint as small
 
@@ -56,7 +57,8 @@ class ImageClassifier(L.LightningModule):
                  scheduler: Callable | None = None, compile: bool = False, compile_mode: str = "default",
                  compile_backend: str = "inductor", channels_last: bool = True, tta: str = "none",
                  trust_weights: bool = False, strategy: FinetuningStrategy | dict | None = None,
-                 small_checkpoints: bool = True, test_input_size: int | None = None) -> None:
+                 small_checkpoints: bool = True, test_input_size: int | None = None,
+                 backprop_fraction: float = 1.0) -> None:
         super().__init__()
         if num_classes < 2:
             raise ConfigError(f"num_classes={num_classes}: need at least 2 classes")
@@ -97,6 +99,7 @@ class ImageClassifier(L.LightningModule):
         self._step = self._logits_and_loss  # compiled in setup() when `compile`
         self._layer_ids: dict[str, int] | None = None  # backbone parameter -> layer group (layer decay)
         check_choice("model.tta", tta, TTA)
+        check_fraction(backprop_fraction)
 
     # ---- forward / loss ------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -187,9 +190,15 @@ class ImageClassifier(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
-        logits, loss = self._step(x, y)
         hard = y.argmax(-1) if y.ndim == 2 else y
-        self.train_metrics.update(logits.detach(), hard)
+        if self.hparams.backprop_fraction < 1:  # selective backprop (models/selection.py)
+            scored, losses = score(self, self, x, y, self.hparams.label_smoothing)
+            self.train_metrics.update(scored, hard)  # train/acc: of the whole batch, as without selection
+            keep = hardest(losses, self.hparams.backprop_fraction)
+            logits, loss = self._step(x[keep], y[keep])  # train/loss: of the images backpropagated
+        else:
+            logits, loss = self._step(x, y)
+            self.train_metrics.update(logits.detach(), hard)
         # read back by the logger on logging steps only; the progress bar shows that value
         self.log("train/loss", loss, on_step=True, on_epoch=False)
         self.log("train/loss_epoch", loss, on_step=False, on_epoch=True)

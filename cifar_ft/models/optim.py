@@ -74,17 +74,24 @@ def _cosine(progress: float, floor: float) -> float:
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def _linear(progress: float, floor: float) -> float:
+    """Straight down to the floor: the schedule "Budgeted Training" (Li, Yumer and Ramanan, ICLR 2020)
+    finds best when the run is cut to a fixed compute budget."""
+    return floor + (1 - floor) * (1 - progress)
+
+
 # scheduler.decay -> multiplier(progress in [0, 1], floor as a fraction of the peak)
 DECAYS: dict[str, Callable[[float, float], float]] = {
     "cosine": _cosine,
+    "linear": _linear,
     "constant": lambda progress, floor: 1.0,
 }
 
 
 class WarmupSchedule(LRScheduler):
-    """Per-step schedule: linear warmup per group, then cosine decay (or constant) over the run.
+    """Per-step schedule: linear warmup per group, then cosine or linear decay (or constant) over the run.
 
-    `total_steps` is the whole run in optimizer steps; `min_lr_ratio` is the cosine floor as a
+    `total_steps` is the whole run in optimizer steps; `min_lr_ratio` is the decay's floor as a
     fraction of each group's peak LR.
     """
 

@@ -89,6 +89,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.input_size": _int(16), "model.test_input_size": _optional(_int(16)), "model.batch_size": _int(1),
     "model.backbone_lr_mult": NON_NEGATIVE,
     "model.label_smoothing": FRACTION, "model.head_dropout": FRACTION, "model.drop_path_rate": FRACTION,
+    "model.backprop_fraction": _range(0.0, 1.0, lo_open=True),
     "model.layer_decay": _optional(_range(0.0, 1.0, lo_open=True)),
     "model.mean": _triple(False), "model.std": _triple(True),
     "data.batch_size": _int(1), "data.eval_batch_size": _optional(_int(1)),

@@ -89,6 +89,7 @@ BAD_INPUTS = [
     ("train", ["data.eval_crop_pct=0"], "data.eval_crop_pct=0"),
     ("train", ["data.pad_fraction=0.9"], "data.pad_fraction=0.9"),
     ("train", ["data.passes_per_epoch=0"], "data.passes_per_epoch=0"),
+    ("train", ["model.backprop_fraction=1.5"], "model.backprop_fraction=1.5"),
     ("train", ["model.std=[0.5,0,0.5]"], "model.std=[0.5, 0, 0.5]"),
     ("train", ["trainer.max_epochs=0"], "trainer.max_epochs=0"),
     ("train", ["trainer.accumulate_grad_batches=0"], "trainer.accumulate_grad_batches=0"),

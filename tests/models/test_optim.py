@@ -50,6 +50,19 @@ def test_warmup_cosine_per_group_and_late_joiners():
     assert opt.param_groups[0]["lr"] == pytest.approx(1.0 * factor)
 
 
+def test_linear_decay_falls_in_a_straight_line_to_its_floor():
+    w = torch.nn.Parameter(torch.zeros(2))
+    opt = torch.optim.SGD([{"params": [w], "lr": 1.0}], lr=1.0)
+    sched = WarmupSchedule(opt, total_steps=100, warmup_steps=0, decay="linear", min_lr_ratio=0.1)
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(1.0) and lrs[50] == pytest.approx(0.55) and lrs[75] == pytest.approx(0.325)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1)  # the floor at the end, not cosine's 0.5 at 50
+
+
 def test_plateau_applies_past_reductions_to_new_groups():
     w1, w2 = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2))
     opt = torch.optim.SGD([{"params": [w1], "lr": 1.0}], lr=1.0)
