@@ -26,7 +26,7 @@ from cifar_ft.models.metrics import (
 )
 from cifar_ft.models.optim import build_optimizer, join_param_groups, param_groups
 from cifar_ft.models.rng import rng_state, set_rng_state
-from cifar_ft.models.selection import check_fraction, hardest, score
+from cifar_ft.models.selection import check_fraction, select
 from cifar_ft.strategies import FinetuningStrategy, build_strategy
 from cifar_ft.strategies import checkpoint as small
 
@@ -93,8 +93,7 @@ class ImageClassifier(L.LightningModule):
         self.test_confmat = confusion_matrix(num_classes)
         self.confusion, self.test_predictions = None, None  # filled at the end of test (see _gather_test_rows)
         self._test_rows: list[torch.Tensor] = []
-        self._calibrated = False
-        self._channels_last = False
+        self._calibrated, self._channels_last = False, False  # set in on_test_epoch_start / setup
         self._rng_to_restore: dict | None = None
         self._step = self._logits_and_loss  # compiled in setup() when `compile`
         self._layer_ids: dict[str, int] | None = None  # backbone parameter -> layer group (layer decay)
@@ -185,20 +184,15 @@ class ImageClassifier(L.LightningModule):
 
     # ---- steps ---------------------------------------------------------------------------
     def _logits_and_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self(x)
-        return logits, self.loss(logits, y)
+        return (logits := self(x)), self.loss(logits, y)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
-        hard = y.argmax(-1) if y.ndim == 2 else y
-        if self.hparams.backprop_fraction < 1:  # selective backprop (models/selection.py)
-            scored, losses = score(self, self, x, y, self.hparams.label_smoothing)
-            self.train_metrics.update(scored, hard)  # train/acc: of the whole batch, as without selection
-            keep = hardest(losses, self.hparams.backprop_fraction)
-            logits, loss = self._step(x[keep], y[keep])  # train/loss: of the images backpropagated
-        else:
-            logits, loss = self._step(x, y)
-            self.train_metrics.update(logits.detach(), hard)
+        hard, scored = (y.argmax(-1) if y.ndim == 2 else y), None
+        if self.hparams.backprop_fraction < 1:  # selective backprop: train/loss of the part backpropagated
+            scored, x, y = select(self, x, y, self.hparams.backprop_fraction, self.hparams.label_smoothing)
+        logits, loss = self._step(x, y)
+        self.train_metrics.update(logits.detach() if scored is None else scored, hard)  # the whole batch
         # read back by the logger on logging steps only; the progress bar shows that value
         self.log("train/loss", loss, on_step=True, on_epoch=False)
         self.log("train/loss_epoch", loss, on_step=False, on_epoch=True)
@@ -238,10 +232,8 @@ class ImageClassifier(L.LightningModule):
         x, y, *index = batch
         log_probs = self.tta_log_probs(x)
         probs = apply_temperature(log_probs, self.temperature.float())
-        self.test_metrics.update(probs, y)
-        self.test_calibration.update(probs, y)
-        self.test_per_class.update(probs, y)
-        self.test_confmat.update(probs, y)
+        for metric in (self.test_metrics, self.test_calibration, self.test_per_class, self.test_confmat):
+            metric.update(probs, y)
         # the smoothed cross-entropy of the (averaged) probabilities, as trained: before temperature
         self.log("test/loss", self.loss(log_probs, y), on_epoch=True, sync_dist=True)
         self.log_dict({**self.test_metrics, **self.test_calibration}, on_epoch=True)
@@ -299,10 +291,9 @@ class ImageClassifier(L.LightningModule):
         optimizer = build_optimizer(self.optimizer_factory, groups)
         if self.scheduler_factory is None:
             return optimizer
-        if "total_steps" in inspect.signature(self.scheduler_factory).parameters:
-            scheduler = self.scheduler_factory(optimizer, total_steps=self.trainer.estimated_stepping_batches)
-        else:
-            scheduler = self.scheduler_factory(optimizer)
+        per_step = "total_steps" in inspect.signature(self.scheduler_factory).parameters
+        steps = {"total_steps": self.trainer.estimated_stepping_batches} if per_step else {}
+        scheduler = self.scheduler_factory(optimizer, **steps)
         plateau = isinstance(scheduler, ReduceLROnPlateau)
         return {"optimizer": optimizer, "lr_scheduler": {
             "scheduler": scheduler, "interval": "epoch" if plateau else "step",

@@ -51,3 +51,11 @@ def hardest(losses: torch.Tensor, fraction: float) -> torch.Tensor:
     """Indices of the round(fraction * B) highest losses of a batch (at least one), in batch order."""
     keep = max(1, round(fraction * losses.numel()))
     return torch.topk(losses, keep, sorted=False).indices.sort().values
+
+
+def select(module: nn.Module, x: torch.Tensor, y: torch.Tensor, fraction: float,
+           label_smoothing: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(the whole batch's scoring logits, for train/acc; the images and targets to backpropagate)."""
+    logits, losses = score(module, module, x, y, label_smoothing)
+    keep = hardest(losses, fraction)
+    return logits, x[keep], y[keep]
