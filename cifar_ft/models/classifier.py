@@ -116,9 +116,9 @@ class ImageClassifier(L.LightningModule):
             x = x.contiguous(memory_format=torch.channels_last)
         return self.backbone(x)
 
-    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        # Soft targets (mixup/cutmix) and hard labels both go through one smoothed cross-entropy.
-        return F.cross_entropy(logits.float(), target, label_smoothing=self.hparams.label_smoothing)
+    def loss(self, logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        return F.cross_entropy(logits.float(), target, reduction=reduction,  # soft targets (mixup) or labels
+                               label_smoothing=self.hparams.label_smoothing)
 
     def setup(self, stage: str) -> None:
         if self.hparams.compile and stage == "fit":
@@ -190,7 +190,7 @@ class ImageClassifier(L.LightningModule):
         x, y = batch
         hard, scored = (y.argmax(-1) if y.ndim == 2 else y), None
         if self.hparams.backprop_fraction < 1:  # selective backprop: train/loss of the part backpropagated
-            scored, x, y = select(self, x, y, self.hparams.backprop_fraction, self.hparams.label_smoothing)
+            scored, x, y = select(self, self.loss, x, y, self.hparams.backprop_fraction)
         logits, loss = self._step(x, y)
         self.train_metrics.update(logits.detach() if scored is None else scored, hard)  # the whole batch
         # read back by the logger on logging steps only; the progress bar shows that value

@@ -25,26 +25,24 @@ def check_fraction(fraction: float) -> float:
     return float(fraction)
 
 
-def per_sample_loss(logits: torch.Tensor, target: torch.Tensor, label_smoothing: float) -> torch.Tensor:
-    """Cross-entropy per image (B,), hard labels or soft targets (mixup/cutmix), as the training loss."""
-    return nn.functional.cross_entropy(logits.float(), target, label_smoothing=label_smoothing, reduction="none")
+# (logits, targets, reduction=) -> loss: the module's own training loss; "none" gives it per image
+Loss = Callable[..., torch.Tensor]
 
 
 @torch.no_grad()
-def score(module: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-          y: torch.Tensor, label_smoothing: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits, per-image loss) of a batch in inference mode: BatchNorm uses its running statistics and
-    does not update them (so the backward batch alone moves them, as in plain training), dropout is
-    off. Every submodule's own train/eval flag is restored afterwards, so modules a strategy keeps in
-    eval mode (frozen BatchNorm statistics) stay there."""
+def score(module: nn.Module, loss: Loss, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, per-image training loss) of a batch in inference mode: BatchNorm uses its running
+    statistics and does not update them (so the backward batch alone moves them, as in plain training),
+    dropout is off. Every submodule's own train/eval flag is restored afterwards, so modules a strategy
+    keeps in eval mode (frozen BatchNorm statistics) stay there."""
     modes = [(m, m.training) for m in module.modules()]
     module.eval()
     try:
-        logits = forward(x)
+        logits = module(x)
     finally:
         for m, training in modes:
             m.training = training
-    return logits, per_sample_loss(logits, y, label_smoothing)
+    return logits, loss(logits, y, reduction="none")
 
 
 def hardest(losses: torch.Tensor, fraction: float) -> torch.Tensor:
@@ -53,9 +51,9 @@ def hardest(losses: torch.Tensor, fraction: float) -> torch.Tensor:
     return torch.topk(losses, keep, sorted=False).indices.sort().values
 
 
-def select(module: nn.Module, x: torch.Tensor, y: torch.Tensor, fraction: float,
-           label_smoothing: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def select(module: nn.Module, loss: Loss, x: torch.Tensor, y: torch.Tensor,
+           fraction: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(the whole batch's scoring logits, for train/acc; the images and targets to backpropagate)."""
-    logits, losses = score(module, module, x, y, label_smoothing)
+    logits, losses = score(module, loss, x, y)
     keep = hardest(losses, fraction)
     return logits, x[keep], y[keep]

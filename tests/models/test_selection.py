@@ -24,7 +24,7 @@ def test_scoring_neither_moves_batchnorm_statistics_nor_changes_module_modes():
     bns[0].eval()  # as a strategy with frozen statistics keeps it
     before = [bn.running_mean.clone() for bn in bns]
     x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
-    logits, losses = score(model, model, x, y, label_smoothing=0.1)
+    logits, losses = score(model, model.loss, x, y)
     assert logits.shape == (8, 10) and losses.shape == (8,) and not logits.requires_grad
     assert all(torch.equal(bn.running_mean, b) for bn, b in zip(bns, before))
     assert not bns[0].training and all(bn.training for bn in bns[1:]) and model.head.training
@@ -36,7 +36,7 @@ def test_training_step_backpropagates_through_the_hardest_half_only():
     model.train()
     model.log = lambda *a, **k: None  # no trainer attached
     x, y = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
-    _, losses = score(model, model, x, y, label_smoothing=0.1)
+    _, losses = score(model, model.loss, x, y)
     expected = torch.topk(losses, 8).indices.sort().values
     seen = []
     step = model._step
