@@ -27,6 +27,7 @@ STRATEGIES: dict[str, Callable[..., FinetuningStrategy]] = {
     "bitfit": BitFit,
     "norm": NormTuning,
     "partial": Partial,     # the first strategy.frozen_groups layer groups stay pretrained
+    "partial_bn": Partial,  # ... with every BatchNorm's statistics adapting (conf/strategy/partial_bn.yaml)
     "lora": LoRA,
     "dora": LoRA,           # use_dora: true (conf/strategy/dora.yaml)
     "vpt": VPT,

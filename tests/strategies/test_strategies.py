@@ -127,6 +127,7 @@ def test_schedules_the_strategies_imply():
     assert freeze("strategy=linear_probe", "trainer.max_epochs=7").freeze_epochs == 7
     assert freeze("strategy=lp_ft", "trainer.max_epochs=6").freeze_epochs == 3
     assert freeze("strategy=gradual").unfreeze == "gradual"
+    assert freeze("strategy=partial_bn").train_bn and not freeze("strategy=partial").train_bn
     assert freeze("strategy=lora", "experiment=smoke").freeze_epochs == 0  # the strategy's schedule wins
     assert freeze("strategy=lora", "callbacks.freeze.freeze_epochs=2").freeze_epochs == 2  # the user's wins
 
