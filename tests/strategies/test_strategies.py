@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from cifar_ft.models.classifier import ImageClassifier
 from cifar_ft.strategies import STRATEGIES, FinetuningStrategy, build_strategy
@@ -130,6 +131,27 @@ def test_schedules_the_strategies_imply():
     assert freeze("strategy=partial_bn").train_bn and not freeze("strategy=partial").train_bn
     assert freeze("strategy=lora", "experiment=smoke").freeze_epochs == 0  # the strategy's schedule wins
     assert freeze("strategy=lora", "callbacks.freeze.freeze_epochs=2").freeze_epochs == 2  # the user's wins
+    assert freeze("experiment=resnet18_cifar10").freeze_epochs == 5  # an experiment's frozen_epochs, for full
+    assert freeze("experiment=resnet18_cifar10", "strategy=gradual").freeze_epochs == 5
+    assert freeze("experiment=cpu_quick", "strategy=full").freeze_epochs == 0
+
+
+def test_an_experiment_may_choose_a_strategy_and_the_command_line_still_wins():
+    """The strategy group comes before the experiment (so experiment=cpu_quick can choose partial_bn), yet
+    strategy=X after any experiment builds X with X's own keys and X's freeze schedule: the experiment
+    touches neither `strategy.*` nor the `callbacks.freeze.*` keys a strategy sets."""
+    def part(cfg, key):
+        return OmegaConf.to_container(OmegaConf.select(cfg, key), resolve=False)
+
+    assert make_cfg(["experiment=cpu_quick"], Path("/tmp/unused")).strategy.name == "partial_bn"
+    alone = {p.stem: make_cfg([f"strategy={p.stem}"], Path("/tmp/unused"))
+             for p in (Path(CONF_DIR) / "strategy").glob("*.yaml")}
+    for experiment in sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml")):
+        for name, ref in alone.items():
+            cfg = make_cfg([f"experiment={experiment}", f"strategy={name}"], Path("/tmp/unused"))
+            assert part(cfg, "strategy") == part(ref, "strategy"), (experiment, name)
+            assert part(cfg, "callbacks.freeze") == part(ref, "callbacks.freeze"), (experiment, name)
+            assert instantiate(cfg.strategy).name == name
 
 
 def vit(strategy, **kwargs) -> ImageClassifier:
