@@ -30,6 +30,11 @@ def test_any_invalid_tta_is_one_line(overrides):
         validate_config(compose_config(["experiment=smoke", *overrides]))
 
 
+def test_a_negative_frozen_epochs_is_named_itself():
+    with pytest.raises(ConfigError, match=r"^frozen_epochs=-1 is not valid; valid: an integer >= 0"):
+        validate_config(compose_config(["experiment=smoke", "frozen_epochs=-1"]))
+
+
 def test_a_value_that_does_not_resolve_is_named_not_skipped():
     cfg = compose_config(["experiment=smoke", "data.batch_size=${oc.env:CIFAR_FT_TEST_SURELY_UNSET}"])
     with pytest.raises(ConfigError, match="data.batch_size: its value cannot be resolved .*CIFAR_FT_TEST_SURELY"):
