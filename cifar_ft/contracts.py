@@ -68,6 +68,23 @@ class ResizableTrainData(Protocol):
 
 
 @runtime_checkable
+class StatisticsData(Protocol):
+    """What precise BatchNorm statistics (`callbacks.precise_bn`) need from a datamodule, at the start
+    of each validation during fit:
+
+    - `sample_loader(split, count, seed)`: `count` images of `split` (all of them if fewer) drawn at
+      random without replacement, a function of `seed` alone, un-augmented, in batches
+      (uint8 images, labels, index); it must not draw from the global RNG.
+    - `eval_transform()`: uint8 images on the model's device -> normalised model input at the size the
+      model is validated and tested at.
+    """
+
+    def sample_loader(self, split: str, count: int, seed: int) -> DataLoader: ...
+
+    def eval_transform(self) -> Callable[[torch.Tensor], torch.Tensor]: ...
+
+
+@runtime_checkable
 class FinetunableModule(Protocol):
     """What the freeze schedule, the feature cache and the throughput meter need from the module.
 

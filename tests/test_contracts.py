@@ -6,7 +6,14 @@ import functools
 import torch
 
 from cifar_ft.callbacks.throughput import TrainThroughput
-from cifar_ft.contracts import CalibratableModule, FinetunableModule, FrozenPhaseData, ResizableTrainData, RunFacts
+from cifar_ft.contracts import (
+    CalibratableModule,
+    FinetunableModule,
+    FrozenPhaseData,
+    ResizableTrainData,
+    RunFacts,
+    StatisticsData,
+)
 from cifar_ft.data.synthetic import SyntheticDataModule
 from cifar_ft.models.classifier import ImageClassifier
 
@@ -75,3 +82,16 @@ def test_datamodule_is_resizable_train_data_and_only_training_batches_change_siz
     assert dm.batch_transform(True)(images).shape[-1] == 16 and dm.batch_transform(False)(images).shape[-1] == 32
     dm.set_train_size(None)
     assert dm.batch_transform(True)(images).shape[-1] == 32
+
+
+def test_datamodule_is_statistics_data_drawing_a_seeded_sample_without_touching_the_global_rng():
+    dm = SyntheticDataModule(input_size=32, mean=[0.5] * 3, std=[0.5] * 3, batch_size=8, train_size=100,
+                             test_size=20, val_size=20)
+    dm.setup("fit")
+    assert isinstance(dm, StatisticsData)
+    state = torch.get_rng_state()
+    picks = [torch.cat([i for _, _, i in dm.sample_loader("train", 30, seed)]) for seed in (5, 5, 6)]
+    assert torch.equal(torch.get_rng_state(), state)
+    assert len(picks[0]) == 30 and len(set(picks[0].tolist())) == 30 and torch.equal(picks[0], picks[1])
+    assert not torch.equal(picks[0], picks[2])
+    assert len(torch.cat([i for _, _, i in dm.sample_loader("train", 1000, 0)])) == dm.split_size("train")

@@ -13,7 +13,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from cifar_ft.data.images import ImageSet, TensorImageDataset, collate_batch
 from cifar_ft.data.mixup import mix_batch
@@ -153,6 +153,15 @@ class ImageDataModule(L.LightningDataModule):
         ds = self._dataset(split, False)
         return DataLoader(ds, batch_size=self.eval_batch_size, shuffle=False, num_workers=self._workers(ds),
                           collate_fn=collate_batch, pin_memory=self._pin(ds), generator=self._own_generator())
+
+    def sample_loader(self, split: str, count: int, seed: int) -> DataLoader:
+        """`count` images of `split` drawn at random (seeded, without replacement), un-augmented (the
+        StatisticsData contract: precise BatchNorm statistics)."""
+        ds = self._dataset(split, False)
+        pick = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:count]
+        return DataLoader(Subset(ds, pick.tolist()), batch_size=self.eval_batch_size, shuffle=False,
+                          num_workers=self._workers(ds), collate_fn=collate_batch, pin_memory=self._pin(ds),
+                          generator=self._own_generator())
 
     def eval_transform(self) -> BatchTransform:
         return self.batch_transform(False)

@@ -75,6 +75,7 @@ BAD_INPUTS = [
     ("train", ["model.input_size=8"], "model.input_size=8"),
     ("train", ["model.test_input_size=4"], "model.test_input_size=4"),
     ("train", ["callbacks.progressive_resize.start_size=8"], "callbacks.progressive_resize.start_size=8"),
+    ("train", ["callbacks.precise_bn.images=0"], "callbacks.precise_bn.images=0"),
     ("train", ["callbacks.progressive_resize.start_size=32", "callbacks.progressive_resize.start_fraction=0.9",
                "callbacks.progressive_resize.end_fraction=0.5"], "start_fraction=0.9 < end_fraction=0.5"),
     ("train", ["model.backbone=vit_tiny_patch16_224", "model.input_size=32", "model.test_input_size=48"],
