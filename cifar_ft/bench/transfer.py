@@ -2,8 +2,9 @@
 
 On the real CIFAR-10 training split (a held-out part as test), side by side, on this machine in one run:
 (a) `experiment=cpu_transfer` (EfficientNet-Lite0, genuine ImageNet weights), (b) the same with
-`model.pretrained=false`, (c) a plain PyTorch loop written the way the common tutorials write it
-(same model and weights, same images, PIL transforms, Adam at a fixed LR) given (a)'s wall time.
+`model.pretrained=false strategy=full` (from scratch every layer must train), (c) a plain PyTorch loop
+written the way the common tutorials write it (same model and weights, same images, PIL transforms,
+Adam at a fixed LR) given (a)'s wall time.
 """
 from __future__ import annotations
 
@@ -110,7 +111,8 @@ def main(argv: list[str]) -> None:
     args = ap.parse_args(argv)
     root, out = data_root(args.data), Path(args.out)
     a = run_ours(root, out / "a_pretrained", args.overrides)
-    b = run_ours(root, out / "b_scratch", ["model.pretrained=false", *args.overrides])
+    # full fine-tuning from scratch: the preset's frozen input side would stay random
+    b = run_ours(root, out / "b_scratch", ["model.pretrained=false", "strategy=full", *args.overrides])
     c = tutorial_loop(a["cfg"], budget_s=a["wall_s"], workers=args.workers)
     rows = [
         {"run": "(a) cifar_ft experiment=cpu_transfer", "test_acc": a["test_acc"], "wall_s": a["wall_s"]},

@@ -10,6 +10,16 @@ from tests.conftest import make_cfg
 ROWS = {**VARIANTS, "bf16": BF16}
 
 
+def test_the_baseline_is_one_pass_of_full_fine_tuning_whatever_the_preset_chooses(tmp_path):
+    def cfg(*overrides):
+        return make_cfg(["experiment=cpu_transfer", f"data.root={tmp_path}", *BASELINE, *overrides], tmp_path / "run")
+
+    base = cfg()
+    assert base.strategy.name == "full" and base.data.passes_per_epoch == 1
+    assert cfg(*VARIANTS["partial"][1]).strategy.frozen_groups == 6  # the row says 6 groups
+    assert cfg(*VARIANTS["partial  "][1]).strategy.frozen_groups == 4
+
+
 @pytest.mark.parametrize("knob", list(ROWS))
 def test_every_recipe_row_composes_and_validates(knob, tmp_path):
     # a misspelt key or an out-of-range value would only show after an hour of the other rows

@@ -35,6 +35,12 @@ def test_a_negative_frozen_epochs_is_named_itself():
         validate_config(compose_config(["experiment=smoke", "frozen_epochs=-1"]))
 
 
+def test_a_zero_frozen_groups_is_named_itself():
+    # strategy=partial reads it through strategy.frozen_groups, a key the user did not type
+    with pytest.raises(ConfigError, match=r"^frozen_groups=0 is not valid; valid: an integer >= 1"):
+        validate_config(compose_config(["experiment=cpu_transfer", "data.root=/x", "frozen_groups=0"]))
+
+
 def test_a_value_that_does_not_resolve_is_named_not_skipped():
     cfg = compose_config(["experiment=smoke", "data.batch_size=${oc.env:CIFAR_FT_TEST_SURELY_UNSET}"])
     with pytest.raises(ConfigError, match="data.batch_size: its value cannot be resolved .*CIFAR_FT_TEST_SURELY"):

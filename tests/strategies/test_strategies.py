@@ -154,6 +154,20 @@ def test_an_experiment_may_choose_a_strategy_and_the_command_line_still_wins():
             assert instantiate(cfg.strategy).name == name
 
 
+def test_cpu_transfer_freezes_four_groups_and_the_command_line_or_another_experiment_changes_it():
+    def strategy(*overrides):
+        cfg = make_cfg(["data.root=/x", *overrides], Path("/tmp/unused"))
+        return instantiate(cfg.strategy), cfg
+
+    chosen, cfg = strategy("experiment=cpu_transfer")
+    assert (chosen.name, chosen.frozen_groups) == ("partial_bn", 4)
+    assert cfg.callbacks.freeze.train_bn and cfg.data.passes_per_epoch == 1.3
+    assert strategy("experiment=cpu_transfer", "strategy=partial")[0].frozen_groups == 4  # the experiment's
+    assert strategy("experiment=cpu_transfer", "strategy.frozen_groups=5")[0].frozen_groups == 5  # the user's
+    assert strategy("experiment=cpu_quick")[0].frozen_groups == 6  # partial's own
+    assert strategy("strategy=partial")[0].frozen_groups == 6
+
+
 def vit(strategy, **kwargs) -> ImageClassifier:
     return ImageClassifier("vit_tiny_patch16_224", num_classes=10, pretrained=False, input_size=32,
                            strategy=strategy, **kwargs)
