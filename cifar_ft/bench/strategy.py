@@ -28,8 +28,9 @@ from cifar_ft.bench.common import data_root, print_table, save_json
 
 ROOT = Path(__file__).resolve().parents[2]
 VAL = 1000
+SPLITS = [f"data.val_size={VAL}", "data.test_size=2000"]
 # one pass and partial's own 6 groups, whatever experiment=cpu_transfer chooses: every strategy as itself
-SPLITS = [f"data.val_size={VAL}", "data.test_size=2000", "data.passes_per_epoch=1", "frozen_groups=6"]
+AS_ITSELF = ["data.passes_per_epoch=1", "frozen_groups=6"]
 TRAIN_IMAGES = 47000  # 50,000 in the shared zip minus validation and test
 CALIBRATE = (512, 2048)  # training images of the two calibration runs per strategy
 # strategy -> overrides that make it itself (epochs of its schedule); images per epoch come from the budget
@@ -53,7 +54,7 @@ def train_run(root: str, out: Path, strategy: str, images: int) -> dict:
     if not (out / "metrics.json").is_file():
         start = time.perf_counter()
         cmd = [sys.executable, "-m", "cifar_ft.train", "experiment=cpu_transfer", f"data.root={root}", *SPLITS,
-               f"strategy={strategy}", *LITE_STRATEGIES[strategy], f"data.max_train_images={images + VAL}",
+               *AS_ITSELF, f"strategy={strategy}", *LITE_STRATEGIES[strategy], f"data.max_train_images={images + VAL}",
                "trainer.enable_progress_bar=false", f"hydra.run.dir={out}"]
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
         if proc.returncode != 0:

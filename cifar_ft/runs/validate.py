@@ -105,7 +105,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "trainer.accumulate_grad_batches": _int(1), "trainer.gradient_clip_val": _optional(POSITIVE),
     "trainer.check_val_every_n_epoch": _int(1), "trainer.num_nodes": _int(1),
     "frozen_epochs": _int(0),  # before the freeze_epochs it feeds, so the error names the key the user typed
-    "frozen_groups": _int(1),  # likewise before strategy.frozen_groups
+    "frozen_groups": _int(1),  # likewise: strategy.frozen_groups reads it, and the error names this key
     "callbacks.freeze.freeze_epochs": _int(0), "callbacks.freeze.groups_per_epoch": _int(1),
     "callbacks.freeze.feature_cache_max_gb": NON_NEGATIVE,
     "callbacks.nonfinite_loss.check_every_n_steps": _optional(_int(1)),
