@@ -69,8 +69,8 @@ class ResizableTrainData(Protocol):
 
 @runtime_checkable
 class StatisticsData(Protocol):
-    """What precise BatchNorm statistics (`callbacks.precise_bn`) need from a datamodule, at the start
-    of each validation during fit:
+    """What precise BatchNorm statistics (`callbacks.precise_bn`, at the start of each validation during
+    fit) and the probe head (`callbacks.probe_head`, at the start of training) need from a datamodule:
 
     - `sample_loader(split, count, seed)`: `count` images of `split` (all of them if fewer) drawn at
       random without replacement, a function of `seed` alone, un-augmented, in batches

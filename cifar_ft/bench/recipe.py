@@ -71,6 +71,9 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "progressive resize": ("48 px for the first 35 % of steps, then 64; the time saved spent on 1.15 passes",
                            ["callbacks.progressive_resize.start_size=48",
                             "callbacks.progressive_resize.end_fraction=0.7", "data.passes_per_epoch=1.15"]),
+    # LP-FT's probe in seconds (Kumar et al., 2022): the fresh head fitted to the features before the first step
+    "probe head": ("callbacks.probe_head.images=2048: logistic regression on 2048 images' features first",
+                   ["callbacks.probe_head.images=2048"]),
 }
 BF16 = ("bf16 autocast (this CPU has bf16 units)", ["trainer.precision=bf16-mixed"])
 
