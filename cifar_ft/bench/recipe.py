@@ -23,9 +23,9 @@ BASELINE = ["model.input_size=64", "data.max_train_images=12000", "data.val_size
             "trainer.max_epochs=1", "callbacks.freeze.freeze_epochs=0", "optimizer.lr=1e-3",
             "model.backbone_lr_mult=1.0", "data.augment=basic", "data.pad_fraction=0.125",
             "data.passes_per_epoch=1", "scheduler.warmup_steps=30",
-            # full fine-tuning, whatever strategy experiment=cpu_transfer chooses; a row's strategy=X comes
-            # later and wins, with strategy=partial's own 6 groups unless the row sets strategy.frozen_groups
-            "strategy=full", "frozen_groups=6"]
+            # full fine-tuning from a random head, whatever experiment=cpu_transfer chooses; a row's strategy=X
+            # comes later and wins, with strategy=partial's own 6 groups unless the row sets strategy.frozen_groups
+            "strategy=full", "frozen_groups=6", "callbacks.probe_head.images=null"]
 # knob -> (setting as shown, overrides on top of the baseline)
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "baseline": ("64 px, 12k images, 1 epoch, AdamW lr 1e-3 everywhere", []),

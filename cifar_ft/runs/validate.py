@@ -33,6 +33,7 @@ from cifar_ft.runs.checkpoints import resume_target
 from cifar_ft.runs.devices import check_devices, device_exists
 from cifar_ft.runs.export_formats import FORMATS as EXPORT_FORMATS
 from cifar_ft.strategies.lora import LORA_TARGETS
+from cifar_ft.strategies.selective import BN_STATISTICS
 
 _MISSING = object()
 
@@ -129,7 +130,7 @@ CHOICES: dict[str, Any] = {
     "format": EXPORT_FORMATS, "tta": (*TTA, None), "model.tta": TTA,
     "calibrate": (*CALIBRATIONS, None), "optimized_mode": ("max", "min"), "print_config": ("summary", "full"),
     "optimized_metric": MONITORABLE,
-    "strategy.targets": LORA_TARGETS,
+    "strategy.targets": LORA_TARGETS, "strategy.bn_statistics": BN_STATISTICS,
     "model.compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
     # Lightning's own registries: a typo fails here, not after the data is read and the config printed
     "trainer.strategy": ("auto", *StrategyRegistry.available_strategies()),
@@ -237,6 +238,10 @@ def _check_limits(cfg: DictConfig) -> None:
     if _MISSING not in (freeze, epochs) and epochs != -1 and freeze > epochs:
         raise ConfigError(f"callbacks.freeze.freeze_epochs={freeze} > trainer.max_epochs={epochs}; use "
                           "freeze_epochs <= max_epochs (= max_epochs: linear probe)")
+    if _get(cfg, "strategy.bn_statistics") == "frozen" and _get(cfg, "callbacks.freeze.train_bn") is True:
+        raise ConfigError("strategy.bn_statistics=frozen with callbacks.freeze.train_bn=true: the first keeps "
+                          "every BatchNorm statistic, the second updates them; choose one (strategy=partial_bn "
+                          "sets train_bn: use strategy=partial strategy.bn_statistics=frozen)")
     start, end = (_get(cfg, f"callbacks.progressive_resize.{k}_fraction") for k in ("start", "end"))
     if _MISSING not in (start, end) and _number(start) and _number(end) and not 0 <= start < end:
         raise ConfigError(f"callbacks.progressive_resize: start_fraction={start} < end_fraction={end} is required "

@@ -23,11 +23,25 @@ from cifar_ft.strategies.base import Strategy, matching
 NORM_LAYERS = (nn.LayerNorm, _BatchNorm, nn.GroupNorm)  # timm's LayerNorm2d etc. subclass these
 
 
+BN_STATISTICS = ("trained", "frozen")
+
+
+def _bn_statistics(value: str) -> str:
+    """`strategy.bn_statistics` checked: `trained` (BatchNorm layers that train update their running
+    statistics, the usual fine-tuning) or `frozen` (every BatchNorm layer normalises with the pretrained
+    statistics for the whole run, its scale and shift still training)."""
+    if value not in BN_STATISTICS:
+        raise ConfigError(f"strategy.bn_statistics={value!r} is not one of: {', '.join(BN_STATISTICS)}")
+    return value
+
+
 class Full(Strategy):
     """The whole backbone trains (once the schedule unfreezes it): today's default fine-tuning."""
 
-    def __init__(self, name: str = "full") -> None:
+    def __init__(self, name: str = "full", bn_statistics: str = "trained") -> None:
         super().__init__(name)
+        self.bn_statistics = _bn_statistics(bn_statistics)
+        self._args = {"bn_statistics": bn_statistics} if bn_statistics != "trained" else {}
 
     def trainable(self, backbone: nn.Module) -> list[str]:
         return [n for n, _ in backbone.named_parameters()]
@@ -88,13 +102,15 @@ class Partial(Strategy):
     """The deep end trains as in `full`; the first `frozen_groups` layer groups (timm's `group_matcher`,
     the groups of layer decay and gradual unfreezing, input side first) never do."""
 
-    def __init__(self, name: str = "partial", frozen_groups: int = 1) -> None:
+    def __init__(self, name: str = "partial", frozen_groups: int = 1, bn_statistics: str = "trained") -> None:
         super().__init__(name)
+        self.bn_statistics = _bn_statistics(bn_statistics)
         if isinstance(frozen_groups, bool) or not isinstance(frozen_groups, int) or frozen_groups < 1:
             raise ConfigError(f"strategy.frozen_groups={frozen_groups!r} must be an integer >= 1 (the number "
                               "of layer groups, from the input side, that keep their pretrained weights)")
         self.frozen_groups = frozen_groups
-        self._args = {"frozen_groups": frozen_groups}
+        self._args = {"frozen_groups": frozen_groups,
+                      **({"bn_statistics": bn_statistics} if bn_statistics != "trained" else {})}
 
     def trainable(self, backbone: nn.Module) -> list[str]:
         groups = layer_groups(backbone)

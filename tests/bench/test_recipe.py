@@ -16,6 +16,8 @@ def test_the_baseline_is_one_pass_of_full_fine_tuning_whatever_the_preset_choose
 
     base = cfg()
     assert base.strategy.name == "full" and base.data.passes_per_epoch == 1
+    assert base.callbacks.probe_head.images is None  # a random head, as every row before the probe existed
+    assert cfg(*VARIANTS["probe head"][1]).callbacks.probe_head.images == 2048
     assert cfg(*VARIANTS["partial"][1]).strategy.frozen_groups == 6  # the row says 6 groups
     assert cfg(*VARIANTS["partial  "][1]).strategy.frozen_groups == 4
 

@@ -41,6 +41,15 @@ def test_a_zero_frozen_groups_is_named_itself():
         validate_config(compose_config(["experiment=cpu_transfer", "data.root=/x", "frozen_groups=0"]))
 
 
+def test_frozen_bn_statistics_are_a_choice_and_do_not_mix_with_train_bn():
+    with pytest.raises(ConfigError, match=r"strategy.bn_statistics='fixed'.*trained, frozen"):
+        validate_config(compose_config(["experiment=smoke", "strategy=partial", "strategy.bn_statistics=fixed"]))
+    with pytest.raises(ConfigError, match="strategy.bn_statistics=frozen with callbacks.freeze.train_bn=true"):
+        validate_config(compose_config(["experiment=cpu_transfer", "data.root=/x", "strategy=partial_bn",
+                                        "strategy.bn_statistics=frozen"]))
+    validate_config(compose_config(["experiment=smoke", "strategy=partial", "strategy.bn_statistics=frozen"]))
+
+
 def test_a_value_that_does_not_resolve_is_named_not_skipped():
     cfg = compose_config(["experiment=smoke", "data.batch_size=${oc.env:CIFAR_FT_TEST_SURELY_UNSET}"])
     with pytest.raises(ConfigError, match="data.batch_size: its value cannot be resolved .*CIFAR_FT_TEST_SURELY"):

@@ -160,9 +160,11 @@ def test_cpu_transfer_freezes_four_groups_and_the_command_line_or_another_experi
         return instantiate(cfg.strategy), cfg
 
     chosen, cfg = strategy("experiment=cpu_transfer")
-    assert (chosen.name, chosen.frozen_groups) == ("partial_bn", 4)
-    assert cfg.callbacks.freeze.train_bn and cfg.data.passes_per_epoch == 1.3
-    assert strategy("experiment=cpu_transfer", "strategy=partial")[0].frozen_groups == 4  # the experiment's
+    assert (chosen.name, chosen.frozen_groups, chosen.bn_statistics) == ("partial", 4, "trained")
+    # the frozen groups keep their ImageNet statistics; the groups that train update theirs
+    assert not cfg.callbacks.freeze.train_bn and cfg.data.passes_per_epoch == 1.3
+    assert cfg.callbacks.probe_head.images == 2048
+    assert strategy("experiment=cpu_transfer", "strategy=partial_bn")[0].frozen_groups == 4  # the experiment's
     assert strategy("experiment=cpu_transfer", "strategy.frozen_groups=5")[0].frozen_groups == 5  # the user's
     assert strategy("experiment=cpu_quick")[0].frozen_groups == 6  # partial's own
     assert strategy("strategy=partial")[0].frozen_groups == 6
@@ -213,3 +215,26 @@ def test_vpt_prompts_are_skipped_by_pooling_and_start_from_the_same_features():
     model.backbone.blocks.prompt.data.zero_()
     shallow = vit(VPT(tokens=4, deep=False))
     assert shallow.backbone.blocks.prompt.shape == (1, 4, 192)
+
+
+@pytest.mark.parametrize("strategy", [["strategy=full"], ["strategy=partial", "strategy.frozen_groups=2"]])
+def test_frozen_bn_statistics_keep_every_statistic_while_the_rest_trains(cfg_factory, resnet_weights, strategy):
+    """strategy.bn_statistics=frozen: every BatchNorm statistic bit-identical after training (the
+    pretrained normalisation), while the BatchNorm scales and shifts and the weights still train."""
+    got = changed(cfg_factory, *strategy, "strategy.bn_statistics=frozen",
+                  "callbacks.freeze.freeze_epochs=0", f"model.pretrained={resnet_weights}")
+    keys = set(Weights.start)
+    assert not got & bn_buffers(keys)
+    assert bn_keys(keys, stats=False) & got and got >= HEAD
+
+
+def test_bn_statistics_is_checked_and_rebuilt_from_the_checkpoint_spec():
+    from cifar_ft.errors import ConfigError
+    from cifar_ft.strategies.selective import Full, Partial
+
+    with pytest.raises(ConfigError, match="strategy.bn_statistics='fixed' is not one of: trained, frozen"):
+        Full(bn_statistics="fixed")
+    for strategy in (Full(bn_statistics="frozen"), Partial(frozen_groups=2, bn_statistics="frozen")):
+        rebuilt = build_strategy(strategy.spec())
+        assert rebuilt.bn_statistics == "frozen" and rebuilt.spec() == strategy.spec()
+    assert Full().spec() == {"name": "full"}  # the default leaves older checkpoints' specs as they were
