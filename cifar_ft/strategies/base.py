@@ -31,8 +31,10 @@ class FinetuningStrategy(Protocol):
     - `freezes_base`: True when no pretrained weight ever changes; checkpoints may then leave the base
       weights out (`model.small_checkpoints`), recording their content hash instead.
     - `bn_statistics`: `trained`: a BatchNorm layer whose parameters train also updates its running
-      statistics (full, norm); `frozen`: they never change (the pretrained normalisation is part of
-      the frozen base: bitfit trains BatchNorm biases on top of it, adapters see it fixed).
+      statistics (full, partial, norm); `frozen`: they never change (the pretrained normalisation is
+      part of the frozen base: bitfit trains BatchNorm biases on top of it, adapters see it fixed;
+      full and partial take it as `strategy.bn_statistics=frozen`). Read by the freeze schedule
+      whenever it sets the modules' train/eval modes.
     - `merged(backbone)`: at export, a plain module with the backbone's original architecture and
       parameter names, adapters folded into the weights (a ConfigError where that cannot exist).
     - `spec()`: the constructor arguments, plain values, saved in checkpoints to rebuild the strategy.
