@@ -115,6 +115,9 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "callbacks.ema.decay": _optional(_range(0.0, 1.0, lo_open=True, hi_open=True)),
     "callbacks.ema.update_every_n_steps": _int(1),
     "callbacks.precise_bn.images": _optional(_int(1)),
+    # the probe head is built with the other callbacks, after the run directory exists: checked here first
+    "callbacks.probe_head.images": _optional(_int(2)), "callbacks.probe_head.l2": NON_NEGATIVE,
+    "callbacks.probe_head.max_iter": _int(1),
     "top_k": _int(1), "batch_size": _int(1), "explain": ((lambda v: isinstance(v, bool)), "true or false"),
     "device": (device_exists, "auto, cpu, or cuda / cuda:N naming a GPU of this machine"),
     "inputs": ((lambda v: bool(v) and isinstance(v, (str, list, tuple))),

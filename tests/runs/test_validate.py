@@ -50,6 +50,14 @@ def test_frozen_bn_statistics_are_a_choice_and_do_not_mix_with_train_bn():
     validate_config(compose_config(["experiment=smoke", "strategy=partial", "strategy.bn_statistics=frozen"]))
 
 
+@pytest.mark.parametrize("override,match", [("callbacks.probe_head.images=1", "callbacks.probe_head.images=1 "),
+                                            ("callbacks.probe_head.l2=-0.1", "callbacks.probe_head.l2=-0.1 "),
+                                            ("callbacks.probe_head.max_iter=0", "callbacks.probe_head.max_iter=0 ")])
+def test_a_bad_probe_head_setting_is_one_line_before_the_run_starts(override, match):
+    with pytest.raises(ConfigError, match=match):
+        validate_config(compose_config(["experiment=smoke", override]))
+
+
 def test_a_value_that_does_not_resolve_is_named_not_skipped():
     cfg = compose_config(["experiment=smoke", "data.batch_size=${oc.env:CIFAR_FT_TEST_SURELY_UNSET}"])
     with pytest.raises(ConfigError, match="data.batch_size: its value cannot be resolved .*CIFAR_FT_TEST_SURELY"):
