@@ -29,9 +29,9 @@ from cifar_ft.bench.common import data_root, print_table, save_json
 ROOT = Path(__file__).resolve().parents[2]
 VAL = 1000
 SPLITS = [f"data.val_size={VAL}", "data.test_size=2000"]
-# one pass, partial's own 6 groups and a random head, whatever experiment=cpu_transfer chooses: every
-# strategy as itself
-AS_ITSELF = ["data.passes_per_epoch=1", "frozen_groups=6", "callbacks.probe_head.images=null"]
+# one pass, partial's own 6 groups in fp32 and a random head, whatever experiment=cpu_transfer chooses:
+# every strategy as itself
+AS_ITSELF = ["data.passes_per_epoch=1", "frozen_groups=6", "frozen_precision=fp32", "callbacks.probe_head.images=null"]
 TRAIN_IMAGES = 47000  # 50,000 in the shared zip minus validation and test
 CALIBRATE = (512, 2048)  # training images of the two calibration runs per strategy
 # strategy -> overrides that make it itself (epochs of its schedule); images per epoch come from the budget

@@ -33,6 +33,7 @@ from cifar_ft.runs.checkpoints import resume_target
 from cifar_ft.runs.devices import check_devices, device_exists
 from cifar_ft.runs.export_formats import FORMATS as EXPORT_FORMATS
 from cifar_ft.strategies.lora import LORA_TARGETS
+from cifar_ft.strategies.precision import FROZEN_PRECISIONS
 from cifar_ft.strategies.selective import BN_STATISTICS
 
 _MISSING = object()
@@ -134,6 +135,8 @@ CHOICES: dict[str, Any] = {
     "calibrate": (*CALIBRATIONS, None), "optimized_mode": ("max", "min"), "print_config": ("summary", "full"),
     "optimized_metric": MONITORABLE,
     "strategy.targets": LORA_TARGETS, "strategy.bn_statistics": BN_STATISTICS,
+    # the top-level key first: partial reads it through strategy.frozen_precision, which the user did not type
+    "frozen_precision": FROZEN_PRECISIONS, "strategy.frozen_precision": FROZEN_PRECISIONS,
     "model.compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
     # Lightning's own registries: a typo fails here, not after the data is read and the config printed
     "trainer.strategy": ("auto", *StrategyRegistry.available_strategies()),

@@ -19,8 +19,9 @@ class FinetuningStrategy(Protocol):
 
     - `prepare(backbone)`: once, by the LightningModule's constructor, right after the pretrained
       weights are loaded and before any optimizer or checkpoint exists; injects what the strategy adds
-      (adapters, prompts) in place. A checkpoint is loaded into the prepared model, so a resume never
-      injects twice.
+      (adapters, prompts) in place, or attaches forward hooks that add no state (partial's bf16 frozen
+      groups: cifar_ft.strategies.precision). A checkpoint is loaded into the prepared model, so a
+      resume never injects twice.
     - `trainable(backbone)`: backbone parameter names (`named_parameters()` of the prepared backbone)
       that train once the schedule has unfrozen their layer group; every other backbone parameter stays
       frozen for the whole run (the head always trains). Read by the freeze schedule at setup.

@@ -9,7 +9,8 @@
 - `partial`: every parameter but those of the first `frozen_groups` layer groups (input side), which
   keep their pretrained weights and BatchNorm statistics (Yosinski et al., "How transferable are
   features in deep neural networks?", NeurIPS 2014). Autograd then skips the backward pass through
-  them, which on a CPU is most of their cost (README, "Time-to-accuracy levers").
+  them, which on a CPU is most of their cost (README, "Time-to-accuracy levers"); with
+  `frozen_precision` bf16 (or auto) their forward in training steps runs in bf16 (precision.py).
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from cifar_ft.backbones import layer_groups
 from cifar_ft.errors import ConfigError
 from cifar_ft.strategies.base import Strategy, matching
+from cifar_ft.strategies.precision import Bf16Forward, outermost
+from cifar_ft.strategies.precision import frozen_precision as _frozen_precision
 
 NORM_LAYERS = (nn.LayerNorm, _BatchNorm, nn.GroupNorm)  # timm's LayerNorm2d etc. subclass these
 
@@ -100,23 +103,36 @@ class NormTuning(Strategy):
 
 class Partial(Strategy):
     """The deep end trains as in `full`; the first `frozen_groups` layer groups (timm's `group_matcher`,
-    the groups of layer decay and gradual unfreezing, input side first) never do."""
+    the groups of layer decay and gradual unfreezing, input side first) never do. `frozen_precision`
+    bf16 (or auto: where the device has bf16 units) computes their forward in bf16 during training
+    steps (cifar_ft.strategies.precision: hooks attached by `prepare`)."""
 
-    def __init__(self, name: str = "partial", frozen_groups: int = 1, bn_statistics: str = "trained") -> None:
+    def __init__(self, name: str = "partial", frozen_groups: int = 1, bn_statistics: str = "trained",
+                 frozen_precision: str = "fp32") -> None:
         super().__init__(name)
         self.bn_statistics = _bn_statistics(bn_statistics)
+        self.frozen_precision = _frozen_precision(frozen_precision)
         if isinstance(frozen_groups, bool) or not isinstance(frozen_groups, int) or frozen_groups < 1:
             raise ConfigError(f"strategy.frozen_groups={frozen_groups!r} must be an integer >= 1 (the number "
                               "of layer groups, from the input side, that keep their pretrained weights)")
         self.frozen_groups = frozen_groups
         self._args = {"frozen_groups": frozen_groups,
-                      **({"bn_statistics": bn_statistics} if bn_statistics != "trained" else {})}
+                      **({"bn_statistics": bn_statistics} if bn_statistics != "trained" else {}),
+                      **({"frozen_precision": frozen_precision} if frozen_precision != "fp32" else {})}
+
+    def prepare(self, backbone: nn.Module) -> None:
+        """With frozen_precision bf16 or auto: the bf16 hooks on the frozen groups' largest modules."""
+        if self.frozen_precision != "fp32":
+            Bf16Forward(backbone, self.frozen_precision).attach(outermost(backbone, self._frozen(backbone)))
 
     def trainable(self, backbone: nn.Module) -> list[str]:
+        frozen = self._frozen(backbone)
+        return [n for n, _ in backbone.named_parameters() if n not in frozen]
+
+    def _frozen(self, backbone: nn.Module) -> set[str]:
         groups = layer_groups(backbone)
         if self.frozen_groups >= len(groups):
             raise ConfigError(f"strategy.frozen_groups={self.frozen_groups} leaves nothing to train: this "
                               f"backbone has {len(groups)} layer groups; use 1..{len(groups) - 1} "
                               "(or strategy=linear_probe)")
-        frozen = {n for g in groups[:self.frozen_groups] for n in g}
-        return [n for n, _ in backbone.named_parameters() if n not in frozen]
+        return {n for g in groups[:self.frozen_groups] for n in g}

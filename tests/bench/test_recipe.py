@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import pytest
 
-from cifar_ft.bench.recipe import BASELINE, BF16, VARIANTS
+from cifar_ft.bench.recipe import BASELINE, BF16_ROWS, VARIANTS
 from cifar_ft.runs.validate import validate_config
 from tests.conftest import make_cfg
 
-ROWS = {**VARIANTS, "bf16": BF16}
+ROWS = {**VARIANTS, **BF16_ROWS}
 
 
 def test_the_baseline_is_one_pass_of_full_fine_tuning_whatever_the_preset_chooses(tmp_path):
@@ -18,8 +18,11 @@ def test_the_baseline_is_one_pass_of_full_fine_tuning_whatever_the_preset_choose
     assert base.strategy.name == "full" and base.data.passes_per_epoch == 1
     assert base.callbacks.probe_head.images is None  # a random head, as every row before the probe existed
     assert cfg(*VARIANTS["probe head"][1]).callbacks.probe_head.images == 2048
-    assert cfg(*VARIANTS["partial"][1]).strategy.frozen_groups == 6  # the row says 6 groups
+    partial = cfg(*VARIANTS["partial"][1]).strategy
+    assert (partial.frozen_groups, partial.frozen_precision) == (6, "fp32")  # the row says 6 groups, as stored
     assert cfg(*VARIANTS["partial  "][1]).strategy.frozen_groups == 4
+    fp32, bf16 = cfg(*VARIANTS["partial   "][1]).strategy, cfg(*BF16_ROWS["frozen bf16"][1]).strategy
+    assert {**fp32, "frozen_precision": "bf16"} == bf16 and fp32.frozen_precision == "fp32"  # one change
 
 
 @pytest.mark.parametrize("knob", list(ROWS))

@@ -50,6 +50,12 @@ def test_frozen_bn_statistics_are_a_choice_and_do_not_mix_with_train_bn():
     validate_config(compose_config(["experiment=smoke", "strategy=partial", "strategy.bn_statistics=frozen"]))
 
 
+@pytest.mark.parametrize("override", ["frozen_precision=fp16", "strategy.frozen_precision=fp16"])
+def test_a_bad_frozen_precision_is_one_line_before_the_run_starts(override):
+    with pytest.raises(ConfigError, match=rf"^{override.split('=')[0]}='fp16'.*fp32, bf16, auto"):
+        validate_config(compose_config(["experiment=smoke", "strategy=partial", override]))
+
+
 @pytest.mark.parametrize("override,match", [("callbacks.probe_head.images=1", "callbacks.probe_head.images=1 "),
                                             ("callbacks.probe_head.l2=-0.1", "callbacks.probe_head.l2=-0.1 "),
                                             ("callbacks.probe_head.max_iter=0", "callbacks.probe_head.max_iter=0 ")])

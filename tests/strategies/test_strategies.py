@@ -65,14 +65,16 @@ def test_strategy_changes_exactly_its_parameters(cfg_factory, resnet_weights, st
     assert got == want | HEAD
 
 
-def test_partial_keeps_its_first_layer_groups_pretrained_statistics_included(cfg_factory, resnet_weights):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_partial_keeps_its_first_layer_groups_pretrained_statistics_included(cfg_factory, resnet_weights, precision):
     """strategy=partial: the first `frozen_groups` layer groups keep weights and BatchNorm statistics
-    bit-identical; every other backbone tensor changes, as under `full`."""
+    bit-identical, also when their forward runs in bf16; every other backbone tensor changes, as under `full`."""
     import timm
 
     from cifar_ft.backbones import layer_groups
 
-    got = changed(cfg_factory, "strategy=partial", "strategy.frozen_groups=2", f"model.pretrained={resnet_weights}")
+    got = changed(cfg_factory, "strategy=partial", "strategy.frozen_groups=2", f"model.pretrained={resnet_weights}",
+                  f"strategy.frozen_precision={precision}")
     frozen = {n for g in layer_groups(timm.create_model("test_resnet", num_classes=0))[:2] for n in g}
     modules = {n.rsplit(".", 1)[0] for n in frozen}  # their BatchNorm buffers stay too
     backbone = {k for k in Weights.start if k.startswith("backbone.")}
@@ -161,13 +163,16 @@ def test_cpu_transfer_freezes_four_groups_and_the_command_line_or_another_experi
 
     chosen, cfg = strategy("experiment=cpu_transfer")
     assert (chosen.name, chosen.frozen_groups, chosen.bn_statistics) == ("partial", 4, "trained")
+    assert chosen.frozen_precision == "auto"  # bf16 only where the CPU has bf16 units
     # the frozen groups keep their ImageNet statistics; the groups that train update theirs
-    assert not cfg.callbacks.freeze.train_bn and cfg.data.passes_per_epoch == 1.3
+    assert not cfg.callbacks.freeze.train_bn and cfg.data.passes_per_epoch == 1.5
     assert cfg.callbacks.probe_head.images == 2048
     assert strategy("experiment=cpu_transfer", "strategy=partial_bn")[0].frozen_groups == 4  # the experiment's
     assert strategy("experiment=cpu_transfer", "strategy.frozen_groups=5")[0].frozen_groups == 5  # the user's
+    assert strategy("experiment=cpu_transfer", "frozen_precision=fp32")[0].frozen_precision == "fp32"
     assert strategy("experiment=cpu_quick")[0].frozen_groups == 6  # partial's own
     assert strategy("strategy=partial")[0].frozen_groups == 6
+    assert strategy("strategy=partial")[0].frozen_precision == "fp32"  # as stored, unless asked
 
 
 def vit(strategy, **kwargs) -> ImageClassifier:
