@@ -5,9 +5,11 @@ under autocast, and on a CPU the backward of EfficientNet's depthwise convolutio
 in bf16 (README, "Time-to-accuracy levers"). The frozen groups of `strategy=partial` have no backward:
 their forward alone in bf16 is 2.2-3.1x faster on a CPU with bf16 units (AMD Zen 4, AVX512-BF16: Lite0's
 stem and first three blocks at 112 px, batch 64, 92-99 ms in fp32 against 30-44 ms), a training step
-1.19-1.21x (README, "Frozen blocks in bf16"). Their output is cast back to float32, so the groups that
-train, their gradients and the optimizer see what they would see in fp32, up to bf16's rounding of
-the frozen features (0.8 % relative error).
+1.19-1.21x in a scratch loop and 1.15-1.18x in `experiment=cpu_transfer` (README, "Frozen blocks in
+bf16"). Their output is cast back to float32, so the groups that train, their gradients and the
+optimizer run in fp32 on the frozen features as bf16 rounds them (relative error 0.8 % with random
+weights and inputs, 4.7 % with Lite0's real weights on CIFAR images: about as far as the same-size
+Gaussian noise moves the trained blocks' output).
 
 Only training steps use it: the hooks act while the backbone is in training mode with gradients
 enabled, so validation, test, eval, predict, export and the feature passes of callbacks (under
