@@ -131,12 +131,10 @@ CHOICES: dict[str, Any] = {
     "data.augment": PRESETS, "data.on_bad_image": BAD_IMAGE_POLICIES, "data.dataset": DATASETS,
     "model.source": SOURCES, "model.head_init": HEAD_INITS, "scheduler.decay": DECAYS,
     "callbacks.freeze.unfreeze": UNFREEZE_MODES, "on_bad_image": BAD_IMAGE_POLICIES,
-    "format": EXPORT_FORMATS, "tta": (*TTA, None), "model.tta": TTA,
+    "format": EXPORT_FORMATS, "tta": (*TTA, None), "model.tta": TTA, "optimized_metric": MONITORABLE,
     "calibrate": (*CALIBRATIONS, None), "optimized_mode": ("max", "min"), "print_config": ("summary", "full"),
-    "optimized_metric": MONITORABLE,
     "strategy.targets": LORA_TARGETS, "strategy.bn_statistics": BN_STATISTICS,
-    # the top-level key first: partial reads it through strategy.frozen_precision, which the user did not type
-    "frozen_precision": FROZEN_PRECISIONS, "strategy.frozen_precision": FROZEN_PRECISIONS,
+    "frozen_precision": FROZEN_PRECISIONS, "strategy.frozen_precision": FROZEN_PRECISIONS,  # the typed key first
     "model.compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
     # Lightning's own registries: a typo fails here, not after the data is read and the config printed
     "trainer.strategy": ("auto", *StrategyRegistry.available_strategies()),
