@@ -19,7 +19,7 @@ class FinetuningStrategy(Protocol):
 
     - `prepare(backbone)`: once, by the LightningModule's constructor, right after the pretrained
       weights are loaded and before any optimizer or checkpoint exists; injects what the strategy adds
-      (adapters, prompts) in place, or attaches forward hooks that add no state (partial's bf16 frozen
+      (adapters, prompts) in place, or wraps modules' forward without adding state (partial's bf16 frozen
       groups: cifar_ft.strategies.precision). A checkpoint is loaded into the prepared model, so a
       resume never injects twice.
     - `trainable(backbone)`: backbone parameter names (`named_parameters()` of the prepared backbone)

@@ -1,6 +1,6 @@
 """Frozen layer groups computed in bf16 during training steps (`strategy.frozen_precision`).
 
-Why our own hooks and not the trainer's precision: `trainer.precision=bf16-mixed` puts the whole step
+Why our own wrapper and not the trainer's precision: `trainer.precision=bf16-mixed` puts the whole step
 under autocast, and on a CPU the backward of EfficientNet's depthwise convolutions is about 2x slower
 in bf16 (README, "Time-to-accuracy levers"). The frozen groups of `strategy=partial` have no backward:
 their forward alone in bf16 is 2.2-3.1x faster on a CPU with bf16 units (AMD Zen 4, AVX512-BF16: Lite0's
@@ -11,12 +11,14 @@ optimizer run in fp32 on the frozen features as bf16 rounds them (relative error
 weights and inputs, 4.7 % with Lite0's real weights on CIFAR images: about as far as the same-size
 Gaussian noise moves the trained blocks' output).
 
-Only training steps use it: the hooks act while the backbone is in training mode with gradients
+Only training steps use it: the wrapped forwards use bf16 only while the backbone is in training mode with gradients
 enabled, so validation, test, eval, predict, export and the feature passes of callbacks (under
 `torch.no_grad`) compute the frozen groups in float32, as the weights are stored.
 """
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,19 +69,22 @@ def outermost(backbone: nn.Module, names: set[str]) -> list[nn.Module]:
 
 
 class Bf16Forward:
-    """Forward hooks that run each hooked module under bf16 autocast and hand float32 on, while `root`
-    trains with gradients enabled and no autocast is already active (a bf16-mixed trainer needs none).
-    `always_call` closes the autocast region even when the forward raises."""
+    """Runs each attached module's forward under bf16 autocast and hands float32 on, while `root` trains
+    with gradients enabled and no autocast is already active (a bf16-mixed trainer needs none).
+
+    The module's own `forward` is wrapped (an instance attribute; parameter names and the state dict are
+    unchanged) so that one `with torch.autocast` covers the call: hooks that enter autocast before the
+    forward and leave it after cannot be traced by torch.compile, and a `with` also closes the region
+    when the forward raises. A CPU's bf16 units are read once, here; a GPU's on its first forward (asking
+    earlier would start CUDA before DDP's processes exist)."""
 
     def __init__(self, root: nn.Module, mode: str) -> None:
         self.root, self.mode = root, mode
-        self.active: dict[int, torch.autocast] = {}
-        self._native: dict[str, bool] = {}
+        self._native: dict[str, bool] = {"cpu": bool(cpu_bf16_units())} if mode == "auto" else {}
 
     def attach(self, modules: list[nn.Module]) -> None:
         for module in modules:
-            module.register_forward_pre_hook(self.before)
-            module.register_forward_hook(self.after, always_call=True)
+            module.forward = functools.partial(self.run, module.forward)
 
     def _wanted(self, x: Any) -> bool:
         if not (isinstance(x, torch.Tensor) and x.dtype == torch.float32):
@@ -90,15 +95,9 @@ class Bf16Forward:
             self._native[x.device.type] = bf16_native(x.device)
         return self.mode == "bf16" or self._native[x.device.type]
 
-    def before(self, module: nn.Module, args: tuple) -> None:
-        if args and self._wanted(args[0]):
-            region = torch.autocast(args[0].device.type, dtype=torch.bfloat16)
-            region.__enter__()
-            self.active[id(module)] = region
-
-    def after(self, module: nn.Module, args: tuple, output: Any) -> Any:
-        region = self.active.pop(id(module), None)
-        if region is None:
-            return None
-        region.__exit__(None, None, None)
+    def run(self, forward: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if not (args and self._wanted(args[0])):
+            return forward(*args, **kwargs)
+        with torch.autocast(args[0].device.type, dtype=torch.bfloat16):
+            output = forward(*args, **kwargs)
         return output.float() if isinstance(output, torch.Tensor) else output

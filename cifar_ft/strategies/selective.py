@@ -105,7 +105,7 @@ class Partial(Strategy):
     """The deep end trains as in `full`; the first `frozen_groups` layer groups (timm's `group_matcher`,
     the groups of layer decay and gradual unfreezing, input side first) never do. `frozen_precision`
     bf16 (or auto: where the device has bf16 units) computes their forward in bf16 during training
-    steps (cifar_ft.strategies.precision: hooks attached by `prepare`)."""
+    steps (cifar_ft.strategies.precision: forwards wrapped by `prepare`)."""
 
     def __init__(self, name: str = "partial", frozen_groups: int = 1, bn_statistics: str = "trained",
                  frozen_precision: str = "fp32") -> None:
@@ -121,7 +121,7 @@ class Partial(Strategy):
                       **({"frozen_precision": frozen_precision} if frozen_precision != "fp32" else {})}
 
     def prepare(self, backbone: nn.Module) -> None:
-        """With frozen_precision bf16 or auto: the bf16 hooks on the frozen groups' largest modules."""
+        """With frozen_precision bf16 or auto: the bf16 wrapper on the frozen groups' largest modules."""
         if self.frozen_precision != "fp32":
             Bf16Forward(backbone, self.frozen_precision).attach(outermost(backbone, self._frozen(backbone)))
 

@@ -106,3 +106,25 @@ def test_frozen_precision_is_checked_and_rebuilt_from_the_checkpoint_spec():
     rebuilt = build_strategy(strategy.spec())
     assert rebuilt.frozen_precision == "auto" and rebuilt.spec() == strategy.spec()
     assert Partial(frozen_groups=2).spec() == {"name": "partial", "frozen_groups": 2}  # older specs unchanged
+
+
+def test_bf16_frozen_groups_trace_under_torch_compile():
+    """model.compile=true: dynamo traces the wrapped forward (autocast entered in a hook and left in
+    another could not be traced); the compiled step computes what the eager one does."""
+    model = hooked("bf16").train()
+    x = torch.randn(2, 3, 8, 8)
+    eager = model(x)
+    compiled = torch.compile(model, backend="eager")(x)
+    compiled.sum().backward()
+    assert compiled.dtype == torch.float32 and torch.allclose(compiled, eager)
+    assert model[1].weight.grad is not None and not torch.is_autocast_enabled("cpu")
+
+
+def test_a_copy_of_the_model_follows_its_own_mode():
+    """EMA and export copy the model: the copy's wrapped forward reads the copy's training mode."""
+    import copy
+
+    model = hooked("bf16").train()
+    twin = copy.deepcopy(model).eval()
+    x = torch.randn(2, 3, 8, 8)
+    assert dtypes_seen(twin, x)[0] == torch.float32 and dtypes_seen(model, x)[0] == torch.bfloat16
