@@ -60,7 +60,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "partial  ": ("the stem and first 3 blocks frozen, BatchNorm adapting, the time saved spent on 1.4 passes",
                   ["strategy=partial", "strategy.frozen_groups=4", "callbacks.freeze.train_bn=true",
                    "data.passes_per_epoch=1.4"]),
-    "partial   ": ("the stem and first 3 blocks frozen with ImageNet's statistics (experiment=cpu_transfer's choice)",
+    "partial   ": ("the stem and first 3 blocks frozen, ImageNet's statistics (cpu_transfer's choice until 2026-12-06)",
                    ["strategy=partial", "strategy.frozen_groups=4"]),
     # the LR decay a cut-short run prefers (Li et al., 2020), and fewer backward passes (Jiang et al., 2019)
     "schedule": ("linear decay to zero (scheduler=linear)", ["scheduler=linear"]),
@@ -83,6 +83,8 @@ BF16_ROWS: dict[str, tuple[str, list[str]]] = {
     "bf16": ("bf16 autocast (this CPU has bf16 units)", ["trainer.precision=bf16-mixed"]),
     "frozen bf16": ("row `partial   ` with the frozen blocks' forward in bf16 (strategy.frozen_precision=bf16)",
                     ["strategy=partial", "strategy.frozen_groups=4", "strategy.frozen_precision=bf16"]),
+    "frozen bf16 ": ("the stem and first 4 blocks frozen, their forward in bf16 (experiment=cpu_transfer's choice)",
+                     ["strategy=partial", "strategy.frozen_groups=5", "strategy.frozen_precision=bf16"]),
 }
 
 

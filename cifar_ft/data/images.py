@@ -88,9 +88,9 @@ def collate_batch(batch):
     return torch.utils.data.default_collate(batch)
 
 
-def decode_image(src: bytes | str, size: int | None) -> torch.Tensor | None:
-    """Decode to uint8 (3, H, W) RGB; with `size`, resize the shorter side and center-crop square.
-    None if the file cannot be read as an image."""
+def decode_array(src: bytes | str, size: int | None) -> np.ndarray | None:
+    """Decode to a uint8 (H, W, 3) RGB array, as PIL gives it; with `size`, resize the shorter side and
+    center-crop square. None if the file cannot be read as an image."""
     try:
         with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as im:
             im = im.convert("RGB")
@@ -100,10 +100,15 @@ def decode_image(src: bytes | str, size: int | None) -> torch.Tensor | None:
                 im = im.resize((w, h), Image.BICUBIC, reducing_gap=3.0)
                 left, top = (w - size) // 2, (h - size) // 2
                 im = im.crop((left, top, left + size, top + size))
-            arr = np.asarray(im, dtype=np.uint8)
+            return np.asarray(im, dtype=np.uint8)
     except Exception:  # noqa: BLE001 - PIL raises many types for corrupt files
         return None
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1)
+
+
+def decode_image(src: bytes | str, size: int | None) -> torch.Tensor | None:
+    """`decode_array` as a uint8 (3, H, W) tensor; None if the file cannot be read as an image."""
+    arr = decode_array(src, size)
+    return None if arr is None else torch.from_numpy(arr.copy()).permute(2, 0, 1)
 
 
 def fits_in_memory(count: int, size: int, limit_gb: float) -> bool:

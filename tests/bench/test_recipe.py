@@ -23,6 +23,8 @@ def test_the_baseline_is_one_pass_of_full_fine_tuning_whatever_the_preset_choose
     assert cfg(*VARIANTS["partial  "][1]).strategy.frozen_groups == 4
     fp32, bf16 = cfg(*VARIANTS["partial   "][1]).strategy, cfg(*BF16_ROWS["frozen bf16"][1]).strategy
     assert {**fp32, "frozen_precision": "bf16"} == bf16 and fp32.frozen_precision == "fp32"  # one change
+    five = cfg(*BF16_ROWS["frozen bf16 "][1]).strategy
+    assert {**bf16, "frozen_groups": 5} == five  # one more frozen block than `frozen bf16`, nothing else
 
 
 @pytest.mark.parametrize("knob", list(ROWS))

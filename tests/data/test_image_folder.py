@@ -9,7 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from cifar_ft.data.image_folder import ImageFolderDataModule
+from cifar_ft.data.image_folder import FolderSource, ImageFolderDataModule
+from cifar_ft.data.images import FileImageDataset
 from cifar_ft.errors import ConfigError
 
 KW = dict(input_size=32, mean=[0.5] * 3, std=[0.5] * 3, batch_size=4, val_size=0.2, test_size=0.2)
@@ -71,6 +72,19 @@ def test_corrupt_files_skipped_with_warning_or_error(tmp_path, caplog):
     strict = ImageFolderDataModule(root=str(tmp_path), on_bad_image="error", **KW)
     with pytest.raises(ConfigError, match="1 unreadable image file.*broken.jpg"):
         strict.setup("fit")
+
+
+def test_decoded_pixels_are_the_files_own_channel_first_in_memory_and_lazily(tmp_path):
+    write_folder(tmp_path, per_class=4)
+    cached = ImageFolderDataModule(root=str(tmp_path), **KW)
+    lazy = ImageFolderDataModule(root=str(tmp_path), in_memory=False, **KW)
+    cached.setup("fit")
+    lazy.setup("fit")
+    data = cached.splits["train"]
+    for i, (image, path) in enumerate(zip(data.images, data.paths)):
+        want = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1)
+        assert torch.equal(image, want), path  # (3, H, W), each channel its own
+        assert torch.equal(FileImageDataset(lazy.splits["train"], lambda: FolderSource(str(tmp_path)), 32)[i][0], want)
 
 
 @pytest.mark.parametrize("mode", ["L", "RGBA"])

@@ -156,19 +156,20 @@ def test_an_experiment_may_choose_a_strategy_and_the_command_line_still_wins():
             assert instantiate(cfg.strategy).name == name
 
 
-def test_cpu_transfer_freezes_four_groups_and_the_command_line_or_another_experiment_changes_it():
+def test_cpu_transfer_freezes_five_groups_and_the_command_line_or_another_experiment_changes_it():
     def strategy(*overrides):
         cfg = make_cfg(["data.root=/x", *overrides], Path("/tmp/unused"))
         return instantiate(cfg.strategy), cfg
 
     chosen, cfg = strategy("experiment=cpu_transfer")
-    assert (chosen.name, chosen.frozen_groups, chosen.bn_statistics) == ("partial", 4, "trained")
+    assert (chosen.name, chosen.frozen_groups, chosen.bn_statistics) == ("partial", 5, "trained")
     assert chosen.frozen_precision == "auto"  # bf16 only where the CPU has bf16 units
     # the frozen groups keep their ImageNet statistics; the groups that train update theirs
     assert not cfg.callbacks.freeze.train_bn and cfg.data.passes_per_epoch == 1.5
     assert cfg.callbacks.probe_head.images == 2048
-    assert strategy("experiment=cpu_transfer", "strategy=partial_bn")[0].frozen_groups == 4  # the experiment's
-    assert strategy("experiment=cpu_transfer", "strategy.frozen_groups=5")[0].frozen_groups == 5  # the user's
+    assert strategy("experiment=cpu_transfer", "strategy=partial_bn")[0].frozen_groups == 5  # the experiment's
+    assert strategy("experiment=cpu_transfer", "strategy.frozen_groups=4")[0].frozen_groups == 4  # the user's
+    assert strategy("experiment=cpu_transfer", "frozen_groups=4")[0].frozen_groups == 4
     assert strategy("experiment=cpu_transfer", "frozen_precision=fp32")[0].frozen_precision == "fp32"
     assert strategy("experiment=cpu_quick")[0].frozen_groups == 6  # partial's own
     assert strategy("strategy=partial")[0].frozen_groups == 6
