@@ -81,10 +81,11 @@ def test_decoded_pixels_are_the_files_own_channel_first_in_memory_and_lazily(tmp
     cached.setup("fit")
     lazy.setup("fit")
     data = cached.splits["train"]
+    on_demand = FileImageDataset(lazy.splits["train"], lambda: FolderSource(str(tmp_path)), 32)
     for i, (image, path) in enumerate(zip(data.images, data.paths)):
         want = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1)
         assert torch.equal(image, want), path  # (3, H, W), each channel its own
-        assert torch.equal(FileImageDataset(lazy.splits["train"], lambda: FolderSource(str(tmp_path)), 32)[i][0], want)
+        assert torch.equal(on_demand[i][0], want)
 
 
 @pytest.mark.parametrize("mode", ["L", "RGBA"])
