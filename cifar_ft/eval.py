@@ -8,9 +8,10 @@ from pathlib import Path
 import lightning as L
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import RichProgressBar
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from cifar_ft.callbacks.stop_on_signal import StopOnSignal
+from cifar_ft.data.registry import build_data
 from cifar_ft.runs.artifacts import git_commit, to_float_dict, write_metrics, write_test_predictions
 from cifar_ft.runs.build import build_trainer, print_config
 from cifar_ft.runs.checkpoints import check_classes, choose_temperature, load_classifier, read_checkpoint
@@ -36,11 +37,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             cfg.model[key] = hparams[key]
         # FixRes: the test size given here, else the checkpoint's (training's input size when it has none)
         cfg.model.test_input_size = cfg.model.get("test_input_size") or hparams.get("test_input_size")
-        if not given:
-            cfg.data = run_data_config(ckpt, cfg.ckpt_path)
-            cfg.data.batch_size = cfg.model.batch_size
-        cfg.data.eval_input_size = cfg.model.test_input_size
-    datamodule = instantiate(cfg.data)
+        if given:
+            cfg.data.eval_input_size = cfg.model.test_input_size
+    datamodule = instantiate(cfg.data) if given else _run_datamodule(cfg, ckpt)
     check_classes(hparams["class_names"], datamodule.class_names, cfg.ckpt_path)
     split = check_test_split(ckpt, datamodule, given, bool(cfg.get("allow_train_overlap", False)))
     model = load_classifier(cfg.ckpt_path, trust, ckpt)
@@ -65,6 +64,17 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             write_mistakes(model, datamodule, rows, model.class_names, out.parent / "mistakes.png")
         log.info("Wrote %s", out)
     return metrics
+
+
+def _run_datamodule(cfg: DictConfig, ckpt: dict):
+    """The run's own data, rebuilt from the checkpoint's record: a registered data module and its options,
+    checked as plain values and by the same rules as the command line's (never a stored `_target_`)."""
+    name, options = run_data_config(ckpt, cfg.ckpt_path)
+    options.update(batch_size=cfg.model.batch_size, eval_input_size=cfg.model.test_input_size)
+    with open_dict(cfg):
+        cfg.data = OmegaConf.create({"module": name, **options})
+    validate_config(OmegaConf.create({"data": options}))
+    return build_data(name, options)
 
 
 main = command(evaluate, "eval")

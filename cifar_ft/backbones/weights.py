@@ -107,7 +107,13 @@ def read_state_dict(path: str | Path, trust: bool = False) -> dict[str, torch.Te
             break
     if not isinstance(obj, dict):
         raise ConfigError(f"model.pretrained={str(path)!r}: holds a {type(obj).__name__}, not a state dict")
-    return _strip_prefixes(obj)
+    # only named tensors are used from a weights file (a counter beside them is dropped); a mapping, list
+    # or string there is no weight at all
+    odd = next((k for k, v in obj.items() if not isinstance(k, str) or isinstance(v, (str, dict, list, tuple))), None)
+    if odd is not None:
+        raise ConfigError(f"model.pretrained={str(path)!r}: its state dict holds {odd!r}, which is not a named "
+                          "tensor; refused (a crafted or damaged file?)")
+    return _strip_prefixes({k: v for k, v in obj.items() if isinstance(v, torch.Tensor)})
 
 
 def _strip_prefixes(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -21,6 +21,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from cifar_ft.backbones.weights import load_torch_file, refuse_unsafe
 from cifar_ft.errors import ConfigError
 from cifar_ft.models.classifier import ImageClassifier
+from cifar_ft.runs.stored import check_checkpoint
 from cifar_ft.strategies.checkpoint import BASE_KEY
 
 
@@ -66,8 +67,9 @@ def read_checkpoint(path: str, trust: bool = False) -> dict:
         raise ConfigError(f"ckpt_path={path!r}: no such checkpoint file")
     ckpt = load_torch_file(path, "ckpt_path", trust)
     hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
-    if not hparams or "backbone" not in hparams:
+    if not hparams or not isinstance(hparams, dict) or "backbone" not in hparams:
         raise ConfigError(f"ckpt_path={path!r} is not a cifar_ft checkpoint (no model hyperparameters)")
+    check_checkpoint(ckpt, f"ckpt_path={path!r}")
     return ckpt
 
 
@@ -76,7 +78,10 @@ def load_classifier(path: str, trust: bool = False, ckpt: dict | None = None) ->
     checkpoint is a small one (cifar_ft.strategies.checkpoint): its base weights come from there.
     `ckpt`: the file's contents when the caller has read them already (`read_checkpoint`)."""
     refuse_unsafe(path, "ckpt_path", trust)
-    small = BASE_KEY in (ckpt if ckpt is not None else load_torch_file(path, "ckpt_path", trust))
+    if ckpt is None:
+        ckpt = load_torch_file(path, "ckpt_path", trust)
+        check_checkpoint(ckpt, f"ckpt_path={path!r}")
+    small = BASE_KEY in ckpt
     overrides = {} if small else {"pretrained": False}
     model = ImageClassifier.load_from_checkpoint(path, map_location="cpu", compile=False, weights_only=not trust,
                                                  **overrides)
@@ -139,6 +144,7 @@ def refuse_finished(path: str, output_dir: Path | None, max_epochs: int | None, 
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # noqa: BLE001 - a legacy or trusted pickle: Lightning reads (and checks) it in fit
         return
+    check_checkpoint(ckpt, f"ckpt_path={path!r}")
     epoch, step = int(ckpt.get("epoch", -1)), int(ckpt.get("global_step", -1))
     done_epochs = max_epochs is not None and max_epochs >= 0 and epoch + 1 >= max_epochs
     done_steps = max_steps is not None and max_steps >= 0 and step >= max_steps
@@ -157,6 +163,8 @@ def check_resumable(path: str, model: ImageClassifier, trust: bool = False) -> N
     checkpoint in a long traceback; read memory-mapped where the format allows (zip files)."""
     ckpt = load_torch_file(path, "ckpt_path", trust, mmap=True)
     state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
+    if isinstance(state, dict):
+        check_checkpoint(ckpt, f"ckpt_path={path!r}")
     if not isinstance(state, dict) or "pytorch-lightning_version" not in ckpt:
         raise ConfigError(f"ckpt_path={path!r} is not a cifar_ft training checkpoint (no Lightning loop state or "
                           "state dict); resume from a run's checkpoints/last.ckpt, or start weights from a file "

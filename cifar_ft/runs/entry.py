@@ -121,6 +121,10 @@ def prevalidate(config_name: str, argv: list[str]) -> None:
             args = get_args_parser().parse_args(argv)
     except SystemExit:  # not parseable: Hydra reports it
         return
+    if args.experimental_rerun:  # Hydra unpickles that file: a file must never decide what code runs
+        raise ConfigError(f"--experimental-rerun={args.experimental_rerun} is refused: Hydra would unpickle that "
+                          "file, which runs any code it carries; rerun a job with the overrides listed in its "
+                          "<run>/.hydra/overrides.yaml instead")
     if any([args.help, args.hydra_help, args.cfg, args.info, args.shell_completion, args.config_name,
             args.config_path, args.config_dir, args.experimental_rerun]):
         return

@@ -16,9 +16,11 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from cifar_ft.data.registry import check_record, module_name
 from cifar_ft.errors import ConfigError
 
 DATA_KEY = "data_provenance"
+_SPLIT_IDS = ("test", "seen")
 
 
 def identifiers(names: list[str]) -> torch.Tensor:
@@ -33,8 +35,11 @@ def fingerprint(ids: torch.Tensor) -> str:
 
 
 def record(data_cfg: DictConfig, datamodule) -> dict:
-    """The data config (resolved, data.root absolute) and the identities of its splits."""
+    """The data config (resolved, data.root absolute; its module by registry name, not by `_target_`)
+    and the identities of its splits."""
     config = OmegaConf.to_container(data_cfg, resolve=True)
+    target = config.pop("_target_", None)
+    config = {"module": module_name(target) or f"unregistered:{target}", **config}
     root = config.get("root")
     if isinstance(root, str) and root and Path(root).exists():
         config["root"] = str(Path(root).resolve())
@@ -58,13 +63,40 @@ class RecordData(L.Callback):
         checkpoint[DATA_KEY] = self.provenance
 
 
-def run_data_config(ckpt: dict, path: str) -> DictConfig:
-    """The data config the checkpoint's run used (eval's default)."""
+def run_data_config(ckpt: dict, path: str) -> tuple[str, dict]:
+    """(registry name, options) of the data the checkpoint's run used (eval's default): plain values,
+    checked by `data.registry.check_record`, never a stored `_target_` to instantiate."""
     provenance = ckpt.get(DATA_KEY)
     if provenance is None:
         raise ConfigError(f"ckpt_path={path!r} does not record its data (written before data provenance "
                           "existed); give it with data=... [data.root=...]")
-    return OmegaConf.create(provenance["config"])
+    module = provenance["config"].get("module") if isinstance(provenance.get("config"), dict) else None
+    if isinstance(module, str) and module.startswith("unregistered:"):
+        raise ConfigError(f"ckpt_path={path!r} was trained on {module.split(':', 1)[1]}, a data module outside "
+                          "cifar_ft's registry (cifar_ft.data.registry); give it with data=... [data.root=...]")
+    name, options = check_record(provenance["config"], f"ckpt_path={path!r}")
+    if name == "cifar":  # eval tests what the run trained on: it is on disk, and nothing is downloaded
+        options["download"] = False
+    return name, options
+
+
+def check_provenance(provenance: object, where: str) -> None:
+    """`data_provenance` as `record` writes it: known fields of plain types (the data config itself is
+    checked where it is used, by `run_data_config`); ConfigError (one line) for anything else."""
+    fields = {"config", "sizes", *_SPLIT_IDS, "test_fingerprint"}
+    if not isinstance(provenance, dict) or not set(provenance) <= fields:
+        found = sorted(map(str, provenance)) if isinstance(provenance, dict) else type(provenance).__name__
+        raise ConfigError(f"{where}: its data provenance is not what cifar_ft writes (fields {found}); refused "
+                          "(a crafted or damaged file?)")
+    sizes = provenance.get("sizes", {})
+    ok = isinstance(sizes, dict) and all(isinstance(k, str) and type(v) is int for k, v in sizes.items())
+    for key in _SPLIT_IDS:
+        t = provenance.get(key)
+        ok = ok and (t is None or (isinstance(t, torch.Tensor) and t.dtype == torch.int64 and t.ndim == 1))
+    ok = ok and isinstance(provenance.get("test_fingerprint", ""), str)
+    if not ok or not isinstance(provenance.get("config", {}), dict):
+        raise ConfigError(f"{where}: its data provenance holds values of the wrong type; refused (a crafted or "
+                          "damaged file?)")
 
 
 def check_test_split(ckpt: dict, datamodule, given: bool, allow_overlap: bool) -> dict:

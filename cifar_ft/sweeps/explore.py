@@ -96,17 +96,26 @@ def confident_mistakes(rows: list[dict], n: int = 12) -> list[dict]:
 
 
 def test_images(run: Path, indices: list[int]) -> torch.Tensor:
-    """uint8 (N, 3, H, W) test images by index, rebuilt from the run's own data config."""
-    from hydra.utils import instantiate
+    """uint8 (N, 3, H, W) test images by index, rebuilt from the run's own data config: a registered data
+    module and its plain options (`data.registry.check_record`), never a `_target_` the folder names."""
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
+    from cifar_ft.data.registry import build_data, check_record
+
+    where = f"{run / '.hydra' / 'config.yaml'}"
+    try:
+        data = OmegaConf.to_container(OmegaConf.load(run / ".hydra" / "config.yaml").data, resolve=True)
+    except Exception as exc:  # noqa: BLE001 - unreadable YAML, no data node, an interpolation that fails
+        raise ConfigError(f"{where}: cannot read the run's data config ({str(exc).splitlines()[0]})") from exc
+    name, options = check_record(data, where)
     hydra_file = run / ".hydra" / "hydra.yaml"
     cwd = OmegaConf.load(hydra_file).hydra.runtime.cwd if hydra_file.is_file() else os.getcwd()
+    if not isinstance(cwd, str):
+        raise ConfigError(f"{hydra_file}: hydra.runtime.cwd is not a path")
     previous = os.getcwd()
     os.chdir(cwd)  # relative data paths are relative to where the run was started
     try:
-        datamodule = instantiate(cfg.data)
+        datamodule = build_data(name, {**options, **({"download": False} if name == "cifar" else {})})
         datamodule.setup("test")
         dataset = datamodule.ordered_loader("test").dataset
         return torch.stack([dataset[i][0] for i in indices])

@@ -40,6 +40,108 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+BACKENDS = ("sqlite", "postgresql", "mysql")
+SPACE_ATTR = "cifar_ft:space"  # study user attr: the search space, as Optuna's distribution JSON
+CONNECT_TIMEOUT_S = 10
+
+
+def check_storage_url(url: object, sweep_dir: Path) -> None:
+    """Refuse, before anything is written, a storage URL that cannot work: not an RDB URL, an unknown
+    backend, a SQLite file that cannot be created or written, a server that does not answer within
+    `CONNECT_TIMEOUT_S` (or whose driver is missing)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    key = f"hydra.sweeper.storage={url!r}"
+    try:
+        parsed = make_url(str(url)) if isinstance(url, str) and "://" in url else None
+    except Exception:  # noqa: BLE001 - sqlalchemy's ArgumentError for a malformed URL
+        parsed = None
+    if parsed is None or parsed.get_backend_name() not in BACKENDS:
+        raise ConfigError(f"{key} is not valid; valid: an RDB URL of {', '.join(BACKENDS)}, e.g. "
+                          "sqlite:///DIR/optuna.db or postgresql+psycopg://USER@HOST/DB")
+    if parsed.get_backend_name() == "sqlite":
+        return _check_sqlite_file(key, parsed.database)
+    try:
+        engine = create_engine(parsed, connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
+        with engine.connect():
+            pass
+    except ImportError as exc:
+        raise ConfigError(f"{key}: {exc}; pip install -e \".[postgres]\" brings the PostgreSQL driver") from exc
+    except Exception as exc:  # noqa: BLE001 - refused, unknown host, timeout, authentication
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        raise ConfigError(f"{key}: cannot connect ({first[0] if first else type(exc).__name__}); is the server up "
+                          "and the URL right?") from exc
+
+
+def _check_sqlite_file(key: str, database: str | None) -> None:
+    import tempfile
+
+    if not database or database == ":memory:":
+        raise ConfigError(f"{key} names no database file; workers share a study through a file, e.g. "
+                          "sqlite:///DIR/optuna.db")
+    path = Path(database).expanduser()
+    if path.exists():
+        if not path.is_file() or not os.access(path, os.R_OK | os.W_OK):
+            raise ConfigError(f"{key}: {path} is not a readable and writable file")
+        return
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    try:
+        if not parent.is_dir():
+            raise NotADirectoryError(parent)
+        with tempfile.TemporaryFile(dir=parent):  # the only sure test of writability (root passes os.access)
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{key}: {path} cannot be created ({parent} is not a writable folder)") from exc
+
+
+def check_space(url: str, study_name: str, space: dict) -> None:
+    """A worker joining an existing study must search the study's own space: refused in one line, naming
+    the first parameter that differs, before anything is written. A study that does not exist yet (or a
+    SQLite file not yet made) passes."""
+    from optuna.distributions import json_to_distribution
+
+    if url.startswith("sqlite") and not Path(url.split(":///", 1)[-1]).expanduser().is_file():
+        return
+    storage = optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+    try:
+        study_id = storage.get_study_id_from_name(study_name)
+    except KeyError:
+        return
+    recorded = storage.get_study_user_attrs(study_id).get(SPACE_ATTR)
+    if isinstance(recorded, dict):
+        theirs = {str(k): json_to_distribution(v) for k, v in recorded.items() if isinstance(v, str)}
+    else:  # a study made before the space was recorded: what its trials sampled
+        theirs = {}
+        for trial in storage.get_all_trials(study_id, deepcopy=False):
+            theirs.update(trial.distributions)
+    for name in sorted(set(theirs) | set(space)):
+        if theirs and theirs.get(name) != space.get(name):
+            raise ConfigError(f"hydra.sweeper.params: {name} is {_show(space.get(name))} here but "
+                              f"{_show(theirs.get(name))} in study {study_name!r} ({url}); a worker must search the "
+                              "study's own space: use the same params, or another study_name / hydra.sweep.dir")
+
+
+def record_space(study: optuna.Study, space: dict) -> None:
+    """Keep the search space with the study (first worker), for `check_space`."""
+    from optuna.distributions import distribution_to_json
+
+    if SPACE_ATTR not in study.user_attrs:
+        study.set_user_attr(SPACE_ATTR, {k: distribution_to_json(v) for k, v in space.items()})
+
+
+def _show(dist) -> str:
+    return "absent" if dist is None else repr(dist)
+
+
+def _engine_kwargs(url: str) -> dict:
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": 60}}
+    return {"pool_pre_ping": True, "connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
+
+
 def make_storage(url: str, heartbeat_interval: int, grace_period: int, max_retry: int) -> optuna.storages.RDBStorage:
     """Optuna's RDB storage with heartbeats and retries of stale trials (SQLite waits up to 60 s for a
     lock held by another worker instead of failing)."""
@@ -51,7 +153,7 @@ def make_storage(url: str, heartbeat_interval: int, grace_period: int, max_retry
         optuna.storages.RetryFailedTrialCallback
     callback_key = "heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in params \
         else "failed_trial_callback"
-    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    engine_kwargs = _engine_kwargs(url)
     for attempt in range(5):  # workers starting together may race to create the tables
         try:
             return optuna.storages.RDBStorage(

@@ -17,7 +17,14 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from cifar_ft.errors import ConfigError, check_choice
 from cifar_ft.sweeps.search import Worker, follow
 from cifar_ft.sweeps.space import search_space
-from cifar_ft.sweeps.storage import Claims, make_storage, open_study
+from cifar_ft.sweeps.storage import (
+    Claims,
+    check_space,
+    check_storage_url,
+    make_storage,
+    open_study,
+    record_space,
+)
 from cifar_ft.sweeps.study_view import write_study_view
 from cifar_ft.sweeps.trial import PRUNERS, is_follower
 
@@ -89,6 +96,10 @@ def build_sampler(sampler: Any) -> optuna.samplers.BaseSampler | None:
     built = instantiate(sampler)
     if not isinstance(built, optuna.samplers.BaseSampler):
         raise ConfigError(f"hydra.sweeper.sampler builds a {type(built).__name__}, not an Optuna sampler")
+    if isinstance(built, optuna.samplers.CmaEsSampler):  # it unpickles what it finds in the study's storage
+        raise ConfigError("hydra.sweeper.sampler=CmaEsSampler is refused: it keeps its state as pickles in the "
+                          "study storage, so whoever can write the storage could run code on every worker; "
+                          "use optuna.samplers.TPESampler (the default), GPSampler or QMCSampler")
     return built
 
 
@@ -96,16 +107,21 @@ def run_search(config: DictConfig, launch: Callable, raw_settings: dict, argumen
     """One worker's whole search (DDP ranks > 0: the jobs their rank 0 runs)."""
     settings = Settings.parse(dict(raw_settings))
     sweep_dir = Path(config.hydra.sweep.dir)
-    sweep_dir.mkdir(parents=True, exist_ok=True)
     space = search_space(settings.params, arguments)
     if is_follower():
+        sweep_dir.mkdir(parents=True, exist_ok=True)
         return follow(launch)
+    # everything that can be refused is refused before the sweep directory is written
+    check_storage_url(settings.storage, sweep_dir)
+    sampler = build_sampler(settings.sampler)
+    check_space(settings.storage, settings.study_name, space.distributions)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(config, sweep_dir / "multirun.yaml")
     storage = make_storage(settings.storage, settings.heartbeat_interval, settings.grace_period, settings.max_retry)
-    sampler = build_sampler(settings.sampler)
     with Claims(sweep_dir).asking():  # one worker creates the study, the others join it
         joined = settings.study_name in optuna.get_all_study_names(storage)
         study = open_study(storage, settings.study_name, settings.directions, sampler)
+        record_space(study, space.distributions)
     if joined and sampler is not None:
         sampler.reseed_rng()  # workers with one seed would otherwise sample the same first trials
     log.info("%s study %s (%s): %d trials in all", "joined" if joined else "created", settings.study_name,

@@ -1,0 +1,131 @@
+"""What a checkpoint says, checked as plain data before any of it is used.
+
+The rule (README, "Safe to share"): no value read from a file decides what code runs. A checkpoint is
+loaded without code (`torch.load(weights_only=True)`: tensors, numbers, strings, lists, dicts), and
+then `check_checkpoint` refuses it, in one line and before anything is built or written, when:
+- any mapping anywhere in it holds an instantiation directive (`_target_`, `_partial_`, Lightning's
+  `_instantiator`, jsonargparse's `class_path`, ...: `data.registry.DIRECTIVES`), except the one
+  legacy place where older checkpoints named their data module by its registered `_target_` path;
+- its model hyperparameters hold a field `ImageClassifier` does not take, or a value that is not plain
+  (the strategy is a registry name with that strategy's own plain options);
+- its data provenance, small-checkpoint base record or preprocessing record is not what we write;
+- its `state_dict` holds anything but tensors.
+What is then used is looked up in registries (`STRATEGIES`, `SOURCES`, `data.registry.DATA_MODULES`),
+never imported, instantiated or unpickled.
+"""
+from __future__ import annotations
+
+import inspect
+import numbers
+from typing import Any
+
+import torch
+
+from cifar_ft.data.registry import DIRECTIVES, TARGETS, plain
+from cifar_ft.errors import ConfigError
+from cifar_ft.models.classifier import ImageClassifier
+from cifar_ft.runs.provenance import DATA_KEY, check_provenance
+from cifar_ft.strategies import STRATEGIES
+from cifar_ft.strategies.checkpoint import BASE_KEY
+
+PREPROCESSING_KEY = "preprocessing"
+
+
+def _params(fn: Any) -> set[str]:
+    return {p.name for p in inspect.signature(fn).parameters.values()
+            if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)} - {"self"}
+
+
+HPARAMS = _params(ImageClassifier.__init__)
+
+
+def _crafted(where: str, what: str) -> ConfigError:
+    return ConfigError(f"{where} is refused: {what}; cifar_ft never writes that (a crafted or damaged file?). "
+                       "Nothing in it was used")
+
+
+def find_directive(obj: Any, path: str = "", depth: int = 0) -> str | None:
+    """The path of the first instantiation directive in `obj` (tensors are leaves), or None."""
+    if depth > 64:
+        return path or "<root>"
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            here = f"{path}.{key}" if path else str(key)
+            # the one legacy place: older checkpoints named their (registered) data module by its path
+            legacy = here == f"{DATA_KEY}.config._target_" and isinstance(value, str) and value in TARGETS
+            if key in DIRECTIVES and not legacy:
+                return here
+            if not isinstance(value, torch.Tensor) and (found := find_directive(value, here, depth + 1)):
+                return found
+    elif isinstance(obj, (list, tuple)):
+        for i, value in enumerate(obj):
+            if not isinstance(value, torch.Tensor) and (found := find_directive(value, f"{path}[{i}]", depth + 1)):
+                return found
+    return None
+
+
+def check_hparams(hparams: Any, where: str) -> None:
+    """Model hyperparameters as `ImageClassifier` saves them: its own fields, plain values, and the strategy
+    as a registered name with that strategy's own plain options."""
+    if not isinstance(hparams, dict):
+        raise _crafted(where, f"its hyperparameters are a {type(hparams).__name__}, not a mapping")
+    unknown = sorted(str(k) for k in hparams if k not in HPARAMS)
+    if unknown:
+        raise _crafted(where, f"its hyperparameters hold {unknown[0]!r}, which is no model option")
+    for key, value in hparams.items():
+        if key != "strategy" and not plain(value):
+            raise _crafted(where, f"its hyperparameter {key!r} is a {type(value).__name__}, not a plain value")
+    for key, kind in (("backbone", str), ("num_classes", int), ("input_size", int)):
+        if key in hparams and (type(hparams[key]) is not kind):
+            raise _crafted(where, f"its hyperparameter {key!r} is a {type(hparams[key]).__name__}, "
+                           f"not a {kind.__name__}")
+    spec = hparams.get("strategy")
+    if spec is None:
+        return
+    name = spec.get("name") if isinstance(spec, dict) else None
+    if not isinstance(name, str) or name not in STRATEGIES:
+        raise _crafted(where, f"its strategy is {name if isinstance(name, str) else spec!r:.60}, not one of "
+                       f"{', '.join(STRATEGIES)}")
+    options = _params(STRATEGIES[name])
+    for key, value in spec.items():
+        if key not in options or not plain(value):
+            raise _crafted(where, f"its strategy option {key!r} is not a plain option of strategy {name!r}")
+
+
+def check_base_record(record: Any, where: str) -> None:
+    """A small checkpoint's `base_weights` record: a count, a SHA-256 and the weights' name."""
+    ok = (isinstance(record, dict) and set(record) == {"count", "sha256", "pretrained"}
+          and type(record["count"]) is int and record["count"] >= 0 and isinstance(record["sha256"], str)
+          and len(record["sha256"]) == 64 and isinstance(record["pretrained"], str))
+    if not ok:
+        raise _crafted(where, "its base-weights record is not a count, a SHA-256 and a name")
+
+
+def check_preprocessing(record: Any, where: str) -> None:
+    if not isinstance(record, dict) or not all(isinstance(k, str) and plain(v) for k, v in record.items()):
+        raise _crafted(where, "its preprocessing record is not a mapping of plain values")
+    crop = record.get("eval_crop_pct", 1.0)
+    if not isinstance(crop, numbers.Real) or not 0 < crop <= 1:
+        raise _crafted(where, f"its preprocessing eval_crop_pct={crop!r} is not a number in (0, 1]")
+
+
+def check_checkpoint(ckpt: Any, where: str) -> None:
+    """ConfigError (one line) unless `ckpt` (loaded without code) is plain data of the shape we write."""
+    if not isinstance(ckpt, dict):
+        raise _crafted(where, f"it holds a {type(ckpt).__name__}, not a checkpoint mapping")
+    if (found := find_directive(ckpt)) is not None:
+        raise _crafted(where, f"it holds an instantiation directive at {found}")
+    check_hparams(ckpt.get("hyper_parameters", {}), where)
+    if DATA_KEY in ckpt:
+        check_provenance(ckpt[DATA_KEY], where)
+    if BASE_KEY in ckpt:
+        check_base_record(ckpt[BASE_KEY], where)
+    if PREPROCESSING_KEY in ckpt:
+        check_preprocessing(ckpt[PREPROCESSING_KEY], where)
+    for key in ("state_dict", "current_model_state"):
+        state = ckpt.get(key, {})
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise _crafted(where, f"its {key} holds something other than tensors")
+    for key in ("epoch", "global_step"):
+        if key in ckpt and type(ckpt[key]) is not int:
+            raise _crafted(where, f"its {key} is a {type(ckpt[key]).__name__}, not an integer")
