@@ -45,7 +45,7 @@ def load_images(paths: list[Path], size: int, on_bad_image: str) -> tuple[list[P
     """uint8 (N, 3, size, size) of the readable images; the unreadable ones are listed (or fail)."""
     good, tensors, bad = [], [], []
     for path in paths:
-        img = decode_image(str(path), size)
+        img = decode_image(str(path), size, str(path))
         if img is None:
             bad.append(str(path))
             continue

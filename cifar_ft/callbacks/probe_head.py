@@ -56,6 +56,9 @@ class ProbeHead(L.Callback):
             raise ConfigError(f"callbacks.probe_head fits an nn.Linear head; this model's is "
                               f"{type(pl_module.head).__name__}")
         loader = dm.sample_loader("train", self.images, self.seed)
+        if len(loader.dataset) < self.images:  # the contract gives all of them when fewer: say so, not less
+            raise ConfigError(f"callbacks.probe_head.images={self.images} is more than the {len(loader.dataset)} "
+                              f"training images; valid: 2 to {len(loader.dataset)}, or null (off)")
         with trainer.precision_plugin.forward_context():
             feats, labels = probe_features(pl_module, loader, dm.eval_transform())
         weight, bias = fit_logistic(feats.float(), labels, pl_module.head.out_features, self.l2, self.max_iter)

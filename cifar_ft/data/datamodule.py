@@ -80,7 +80,7 @@ class ImageDataModule(L.LightningDataModule):
         size = self.val_size
         if isinstance(size, float) and size < 1:
             size = int(round(size * (of or len(full))))
-        keep, held = stratified_split(full.labels, size, self.seed)
+        keep, held = stratified_split(full.labels, size, self.seed, "data.val_size")
         return full.subset(keep), full.subset(held)
 
     @property

@@ -19,7 +19,15 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from cifar_ft.data.datamodule import ImageDataModule
-from cifar_ft.data.images import IMAGE_SUFFIXES, FileImageDataset, ImageSet, decode_array, decode_image, fits_in_memory
+from cifar_ft.data.images import (
+    IMAGE_SUFFIXES,
+    FileImageDataset,
+    ImageSet,
+    check_pixels,
+    decode_array,
+    decode_image,
+    fits_in_memory,
+)
 from cifar_ft.data.sampling import stratified_split
 from cifar_ft.data.transforms import sample_transform
 from cifar_ft.errors import ConfigError, check_choice
@@ -101,7 +109,7 @@ class FolderSource:
 
 def native_size(source: FolderSource, name: str) -> int:
     """Side of the first image: folders of equal-sized images (CIFAR as JPEG) keep their size."""
-    img = decode_image(source.read(name), None)
+    img = decode_image(source.read(name), None, name)
     if img is None:
         raise ConfigError(f"cannot read image {name!r} to find the image size; set data.image_size")
     return max(img.shape[-2:])
@@ -135,7 +143,7 @@ def decode_all(source: FolderSource, files: list[str], labels: torch.Tensor, siz
     pixels = np.empty((len(files), size, size, 3), dtype=np.uint8)
     ok = torch.ones(len(files), dtype=torch.bool)
     for i, name in enumerate(track(files, description=f"Decoding {desc}", transient=True)):
-        arr = decode_array(source.read(name), size)
+        arr = decode_array(source.read(name), size, name)
         if arr is None:
             ok[i] = False
         else:
@@ -152,7 +160,10 @@ def check_readable(source: FolderSource, files: list[str], labels: torch.Tensor,
         try:
             src = source.read(name)
             with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as im:
+                check_pixels(im, name)
                 im.verify()
+        except ConfigError:
+            raise
         except Exception:  # noqa: BLE001
             ok[i] = False
     return _drop_bad(ImageSet(None, labels, list(files)), ok, on_bad_image)
@@ -225,11 +236,15 @@ class ImageFolderDataModule(ImageDataModule):
         if train is not None and loaded["test"] is None:  # before subsampling: a stable test split
             test_n = self.test_size if isinstance(self.test_size, int) or self.test_size >= 1 else \
                 int(round(self.test_size * total))
-            keep, held = stratified_split(train.labels, test_n, self.seed + 2)
+            keep, held = stratified_split(train.labels, test_n, self.seed + 2, "data.test_size")
             train, loaded["test"] = train.subset(keep), train.subset(held)
             log.info("No test/ in %s: held out %d training images as test split", self.root, len(held))
         if train is not None and self.max_train_images and len(train) > self.max_train_images:
-            _, keep = stratified_split(train.labels, self.max_train_images, self.seed + 1)
+            if self.max_train_images < 2 * len(names):  # one training and one validation image per class
+                raise ConfigError(f"data.max_train_images={self.max_train_images} is too few for {len(names)} "
+                                  f"classes; valid: at least {2 * len(names)} (one training and one validation "
+                                  "image per class), or null for every image")
+            _, keep = stratified_split(train.labels, self.max_train_images, self.seed + 1, "data.max_train_images")
             train = train.subset(keep)
         if train is not None and loaded["val"] is None:
             train, loaded["val"] = self.split_train_val(train, of=total)

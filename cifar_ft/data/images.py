@@ -15,6 +15,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from cifar_ft.errors import ConfigError
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
 
 
@@ -75,7 +77,7 @@ class FileImageDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
         if self._source is None:
             self._source = self.open_source()
-        img = decode_image(self._source.read(self.data.paths[i]), self.size)
+        img = decode_image(self._source.read(self.data.paths[i]), self.size, self.data.paths[i])
         if img is None:  # broke after the scan: a black image keeps the batch shape
             img = torch.zeros(3, self.size, self.size, dtype=torch.uint8)
         return (self.sample_transform(img) if self.sample_transform else img), self.data.labels[i], i
@@ -88,12 +90,32 @@ def collate_batch(batch):
     return torch.utils.data.default_collate(batch)
 
 
-def decode_array(src: bytes | str, size: int | None) -> np.ndarray | None:
-    """Decode to a uint8 (H, W, 3) RGB array, as PIL gives it; with `size`, resize the shorter side and
-    center-crop square. None if the file cannot be read as an image."""
+def check_pixels(im: Image.Image, name: str | None) -> None:
+    """ConfigError (one line, naming the file and mode) for pixels with no fixed range: 32-bit integers
+    and floats (a TIFF of measurements). Converting them as PIL does gives a blank image (all 0 or 255)."""
+    if im.mode in ("F", "I") and not (im.mode == "I" and im.format == "PNG"):
+        kind = "float" if im.mode == "F" else "32-bit integer"
+        raise ConfigError(f"{name or 'an input image'}: {kind} pixels (PIL mode {im.mode}) have no fixed range, so "
+                          "they cannot be scaled to 8 bits without guessing; save the images as 8- or 16-bit")
+
+
+def to_rgb(im: Image.Image, name: str | None = None) -> Image.Image:
+    """8-bit RGB with the image's own range: 16-bit greyscale (PNG, TIFF) scaled by 255/65535, not clipped
+    as PIL's `convert("RGB")` does (which turns almost every 16-bit pixel white)."""
+    check_pixels(im, name)
+    if im.mode.startswith("I;16") or im.mode == "I":  # "I": a 16-bit PNG as older PIL opens it
+        wide = np.asarray(im).astype(np.uint32)
+        im = Image.fromarray(((wide * 255 + 32767) // 65535).clip(0, 255).astype(np.uint8), mode="L")
+    return im.convert("RGB")
+
+
+def decode_array(src: bytes | str, size: int | None, name: str | None = None) -> np.ndarray | None:
+    """Decode to a uint8 (H, W, 3) RGB array (`to_rgb`); with `size`, resize the shorter side and
+    center-crop square. None if the file cannot be read as an image; ConfigError naming `name` for pixels
+    with no fixed range (`check_pixels`)."""
     try:
         with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as im:
-            im = im.convert("RGB")
+            im = to_rgb(im, name or (src if isinstance(src, str) else None))
             if size is not None and im.size != (size, size):
                 scale = size / min(im.size)
                 w, h = max(size, round(im.width * scale)), max(size, round(im.height * scale))
@@ -101,13 +123,15 @@ def decode_array(src: bytes | str, size: int | None) -> np.ndarray | None:
                 left, top = (w - size) // 2, (h - size) // 2
                 im = im.crop((left, top, left + size, top + size))
             return np.asarray(im, dtype=np.uint8)
+    except ConfigError:
+        raise
     except Exception:  # noqa: BLE001 - PIL raises many types for corrupt files
         return None
 
 
-def decode_image(src: bytes | str, size: int | None) -> torch.Tensor | None:
+def decode_image(src: bytes | str, size: int | None, name: str | None = None) -> torch.Tensor | None:
     """`decode_array` as a uint8 (3, H, W) tensor; None if the file cannot be read as an image."""
-    arr = decode_array(src, size)
+    arr = decode_array(src, size, name)
     return None if arr is None else torch.from_numpy(arr.copy()).permute(2, 0, 1)
 
 

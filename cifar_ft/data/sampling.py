@@ -88,13 +88,15 @@ class ResumableLoader(DataLoader):
         self.sampler.set_epoch(int(state["epoch"]))
 
 
-def stratified_split(labels: torch.Tensor, holdout: int | float, seed: int
+def stratified_split(labels: torch.Tensor, holdout: int | float, seed: int, key: str = "holdout size"
                      ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Seeded split keeping class proportions: returns (keep_idx, holdout_idx), both sorted."""
+    """Seeded split keeping class proportions: returns (keep_idx, holdout_idx), both sorted. `key`: the
+    config key that asked for `holdout`, named in the error."""
     n = len(labels)
     count = int(round(holdout * n)) if isinstance(holdout, float) and holdout < 1 else int(holdout)
     if not 0 <= count < n:
-        raise ConfigError(f"holdout size {holdout} is not valid for a set of {n} images (0 <= size < {n})")
+        raise ConfigError(f"{key}={holdout} is not valid for a set of {n} images; valid: a count in [0, {n}) "
+                          "or a fraction in (0, 1)")
     if count == 0:
         return torch.arange(n), torch.empty(0, dtype=torch.long)
     gen = torch.Generator().manual_seed(seed)

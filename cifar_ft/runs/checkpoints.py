@@ -22,6 +22,7 @@ from cifar_ft.backbones.weights import load_torch_file, refuse_unsafe
 from cifar_ft.errors import ConfigError
 from cifar_ft.models.classifier import ImageClassifier
 from cifar_ft.runs.stored import check_checkpoint
+from cifar_ft.strategies import STRATEGIES
 from cifar_ft.strategies.checkpoint import BASE_KEY
 
 
@@ -61,11 +62,11 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def read_checkpoint(path: str, trust: bool = False) -> dict:
+def read_checkpoint(path: str, trust: bool = False, mmap: bool = False) -> dict:
     """One of our checkpoints (model hyperparameters checked), loaded on the CPU without running code."""
     if not Path(path).is_file():
         raise ConfigError(f"ckpt_path={path!r}: no such checkpoint file")
-    ckpt = load_torch_file(path, "ckpt_path", trust)
+    ckpt = load_torch_file(path, "ckpt_path", trust, mmap=mmap)
     hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     if not hparams or not isinstance(hparams, dict) or "backbone" not in hparams:
         raise ConfigError(f"ckpt_path={path!r} is not a cifar_ft checkpoint (no model hyperparameters)")
@@ -85,11 +86,27 @@ def load_classifier(path: str, trust: bool = False, ckpt: dict | None = None) ->
     overrides = {} if small else {"pretrained": False}
     model = ImageClassifier.load_from_checkpoint(path, map_location="cpu", compile=False, weights_only=not trust,
                                                  **overrides)
-    bad = [n for n, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
-    if bad:  # a diverged or corrupted model would print nan probabilities or export a NaN model
+    refuse_nonfinite(model.state_dict(), path)
+    return model
+
+
+def refuse_nonfinite(state: dict[str, torch.Tensor], path: str) -> None:
+    """A diverged or corrupted model would print nan probabilities or export a NaN model."""
+    bad = [n for n, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
         raise ConfigError(f"ckpt_path={path!r} holds non-finite weights (NaN/inf) in {len(bad)} tensor(s), "
                           f"e.g. {bad[0]}; use an earlier checkpoint of the run")
-    return model
+
+
+def check_usable(path: str, trust: bool, fmt: str | None = None) -> None:
+    """Before eval, predict or export writes anything: the checkpoint loads without code, is plain data of
+    our shape (`stored.check_checkpoint`), has finite weights and, for `format=peft`, adapters to export."""
+    ckpt = read_checkpoint(path, trust, mmap=True)
+    refuse_nonfinite(ckpt.get("state_dict", {}), path)
+    name = (ckpt["hyper_parameters"].get("strategy") or {}).get("name", "full")
+    if fmt == "peft" and not hasattr(STRATEGIES[name], "peft_config"):
+        raise ConfigError(f"format=peft needs a checkpoint of strategy=lora or dora; ckpt_path={path!r} is "
+                          f"strategy={name} (export it with format=timm|onnx|torch_export)")
 
 
 def choose_temperature(model: ImageClassifier, calibrate: str | None, path: str) -> float:
@@ -138,13 +155,13 @@ def refuse_finished(path: str, output_dir: Path | None, max_epochs: int | None, 
     own. Read memory-mapped: only `epoch` and `global_step` are looked at. `output_dir`: this run's
     directory (None before Hydra made it: then it is a new one)."""
     run = Path(path).resolve().parent.parent
-    if (output_dir is not None and run == output_dir.resolve()) or not (run / "metrics.json").is_file():
-        return
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # noqa: BLE001 - a legacy or trusted pickle: Lightning reads (and checks) it in fit
         return
-    check_checkpoint(ckpt, f"ckpt_path={path!r}")
+    check_checkpoint(ckpt, f"ckpt_path={path!r}")  # a crafted file: refused before the run directory exists
+    if (output_dir is not None and run == output_dir.resolve()) or not (run / "metrics.json").is_file():
+        return
     epoch, step = int(ckpt.get("epoch", -1)), int(ckpt.get("global_step", -1))
     done_epochs = max_epochs is not None and max_epochs >= 0 and epoch + 1 >= max_epochs
     done_steps = max_steps is not None and max_steps >= 0 and step >= max_steps

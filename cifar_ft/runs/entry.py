@@ -23,7 +23,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from cifar_ft.errors import ConfigError, close_matches, find_user_error
-from cifar_ft.runs.checkpoints import refuse_finished
+from cifar_ft.runs.checkpoints import check_usable, refuse_finished
 from cifar_ft.runs.compose import CONF_DIR, compose_config
 from cifar_ft.runs.export_folder import check_out
 from cifar_ft.runs.resolvers import INTERNAL_CONFIGS, register_resolvers
@@ -142,13 +142,19 @@ def _train_precheck(cfg: DictConfig) -> None:
         refuse_finished(str(cfg.ckpt_path), None, cfg.trainer.get("max_epochs"), cfg.trainer.get("max_steps"))
 
 
+def _checkpoint_precheck(cfg: DictConfig) -> None:
+    check_usable(str(cfg.ckpt_path), bool(cfg.get("trust_checkpoint", False)), cfg.get("format"))
+
+
 def _export_precheck(cfg: DictConfig) -> None:
+    _checkpoint_precheck(cfg)
     if cfg.get("out"):  # the default folder lies in the run directory Hydra is about to make
         check_out(Path(cfg.out), bool(cfg.get("overwrite", False)))
 
 
 # What a command checks before Hydra makes its run directory, beyond the config's values.
-PRECHECKS: dict[str, Callable[[DictConfig], None]] = {"train": _train_precheck, "export": _export_precheck}
+PRECHECKS: dict[str, Callable[[DictConfig], None]] = {"train": _train_precheck, "export": _export_precheck,
+                                                      "eval": _checkpoint_precheck, "predict": _checkpoint_precheck}
 
 
 def check_added_keys(config_name: str, overrides: list[str]) -> None:

@@ -32,6 +32,7 @@ from cifar_ft.models.optim import DECAYS
 from cifar_ft.runs.checkpoints import resume_target
 from cifar_ft.runs.devices import check_devices, device_exists
 from cifar_ft.runs.export_formats import FORMATS as EXPORT_FORMATS
+from cifar_ft.runs.limits import check_limits
 from cifar_ft.strategies.lora import LORA_TARGETS
 from cifar_ft.strategies.precision import FROZEN_PRECISIONS
 from cifar_ft.strategies.selective import BN_STATISTICS
@@ -96,7 +97,9 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.mean": _triple(False), "model.std": _triple(True),
     "data.batch_size": _int(1), "data.eval_batch_size": _optional(_int(1)),
     "data.val_size": COUNT_OR_FRACTION, "data.test_size": COUNT_OR_FRACTION,
-    "data.max_train_images": _optional(_int(1)), "data.passes_per_epoch": POSITIVE, "data.mixup_alpha": NON_NEGATIVE,
+    "data.max_train_images": _optional(_int(1)), "data.mixup_alpha": NON_NEGATIVE,
+    # an epoch's index list is passes x images long: 100 passes of 50,000 images is 5 M entries, not 10^9
+    "data.passes_per_epoch": _range(0.0, 100.0, lo_open=True),
     "data.cutmix_alpha": NON_NEGATIVE, "data.pad_fraction": _range(0.0, 0.5), "data.color_jitter": _range(0.0, 1.0),
     "data.rotation_deg": _range(0.0, 180.0), "data.random_erasing": _range(0.0, 1.0), "data.rrc_scale": SCALE_RANGE,
     "data.eval_crop_pct": _range(0.0, 1.0, lo_open=True), "data.max_cache_gb": NON_NEGATIVE,
@@ -182,7 +185,7 @@ def validate_config(cfg: DictConfig) -> None:
     backbone, source = _get(cfg, "model.backbone"), _get(cfg, "model.source")
     if isinstance(backbone, str) and isinstance(source, str):
         check_backbone(backbone, source)
-    _check_limits(cfg)
+    check_limits(lambda key: _get(cfg, key), _MISSING)
     check_devices(_get(cfg, "trainer.accelerator"), _get(cfg, "trainer.devices"))
     _check_targets(cfg)
     for node in ("data", "model", "strategy", "scheduler"):
@@ -235,21 +238,6 @@ def _check_known_keys(cfg: DictConfig, node: str) -> None:
             raise ConfigError(f"{node}.{key}: unknown {node} option for {section._target_.rsplit('.', 1)[-1]}."
                               f"{close_matches(str(key), accepted)} (valid: {', '.join(sorted(accepted))}; "
                               f"a key an experiment set for another {node} choice: drop it with ~{node}.{key})")
-
-
-def _check_limits(cfg: DictConfig) -> None:
-    freeze, epochs = _get(cfg, "callbacks.freeze.freeze_epochs"), _get(cfg, "trainer.max_epochs")
-    if _MISSING not in (freeze, epochs) and epochs != -1 and freeze > epochs:
-        raise ConfigError(f"callbacks.freeze.freeze_epochs={freeze} > trainer.max_epochs={epochs}; use "
-                          "freeze_epochs <= max_epochs (= max_epochs: linear probe)")
-    if _get(cfg, "strategy.bn_statistics") == "frozen" and _get(cfg, "callbacks.freeze.train_bn") is True:
-        raise ConfigError("strategy.bn_statistics=frozen with callbacks.freeze.train_bn=true: the first keeps "
-                          "every BatchNorm statistic, the second updates them; choose one (strategy=partial_bn "
-                          "sets train_bn: use strategy=partial strategy.bn_statistics=frozen)")
-    start, end = (_get(cfg, f"callbacks.progressive_resize.{k}_fraction") for k in ("start", "end"))
-    if _MISSING not in (start, end) and _number(start) and _number(end) and not 0 <= start < end:
-        raise ConfigError(f"callbacks.progressive_resize: start_fraction={start} < end_fraction={end} is required "
-                          "(the size ramps between them)")
 
 
 def _check_targets(cfg: DictConfig) -> None:

@@ -97,7 +97,23 @@ class LoRA(Strategy):
         except ImportError as err:
             raise ConfigError(f"strategy={self.name} needs peft: pip install -e '.[peft]'") from err
         self.modules = self.target_modules(backbone)
+        self.check_rank(backbone)
         inject_adapter_in_model(self.peft_config(), backbone)
+
+    def check_rank(self, backbone: nn.Module) -> None:
+        """A rank above a layer's width adds no capacity, only memory (rank 200,000 on a 64-wide model: 4 GB
+        and a 2 GB "small" checkpoint): refused before any adapter is allocated."""
+        widths = {}
+        for name in self.modules:
+            layer = backbone.get_submodule(name)
+            shape = (layer.in_features, layer.out_features) if isinstance(layer, nn.Linear) else \
+                (layer.in_channels // layer.groups * layer.kernel_size[0] * layer.kernel_size[1], layer.out_channels)
+            widths[name] = min(shape)
+        narrowest = min(widths, key=widths.get)
+        if self.rank > widths[narrowest]:
+            raise ConfigError(f"strategy.rank={self.rank} is larger than the adapted layer {narrowest} is wide "
+                              f"({widths[narrowest]}: a rank above min(in, out) adds nothing); valid: 1 to "
+                              f"{widths[narrowest]} for this backbone, or strategy.target_regex=... for wider layers")
 
     def trainable(self, backbone: nn.Module) -> list[str]:
         return [n for n, _ in backbone.named_parameters() if ".lora_" in n]
