@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from cifar_ft.errors import ConfigError
+from cifar_ft.plain import find_directive
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,19 @@ def load_torch_file(path: str | Path, key: str, trust: bool = False, mmap: bool 
                           "corrupt file? Copy or download it again") from exc
 
 
+def check_weights_file(path: str | Path, trust: bool = False) -> None:
+    """`model.pretrained=FILE`, before the run starts: a torch file must hold no instantiation directive
+    anywhere (a crafted `.ckpt`), and its state dict only named tensors (`read_state_dict`)."""
+    path = Path(path).expanduser()
+    if path.suffix == ".safetensors" or not path.is_file():
+        return
+    obj = load_torch_file(path, "model.pretrained", trust, mmap=True)
+    if (found := find_directive(obj)) is not None:
+        raise ConfigError(f"model.pretrained={str(path)!r} is refused: it holds an instantiation directive at "
+                          f"{found}; weights files hold tensors (a crafted file?). Nothing in it was used")
+    _state_dict_of(obj, path)
+
+
 def read_state_dict(path: str | Path, trust: bool = False) -> dict[str, torch.Tensor]:
     """Read a tensor dict from any supported file; unwrap `state_dict`/`model` containers."""
     path = Path(path).expanduser()
@@ -100,7 +114,10 @@ def read_state_dict(path: str | Path, trust: bool = False) -> dict[str, torch.Te
         except (SafetensorError, OSError) as exc:
             raise ConfigError(f"model.pretrained={str(path)!r} cannot be read as safetensors ({exc}); a truncated "
                               "or corrupt file: download or export it again") from exc
-    obj = load_torch_file(path, "model.pretrained", trust)
+    return _state_dict_of(load_torch_file(path, "model.pretrained", trust), path)
+
+
+def _state_dict_of(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]

@@ -19,6 +19,7 @@ from cifar_ft.data.image_folder import ImageFolderDataModule
 from cifar_ft.data.synthetic import SyntheticDataModule
 from cifar_ft.data.transforms import AugmentOptions
 from cifar_ft.errors import ConfigError, close_matches
+from cifar_ft.plain import DIRECTIVES, plain
 
 # registry name -> data module class (a stored data config names one of these keys)
 DATA_MODULES: dict[str, type[ImageDataModule]] = {
@@ -28,10 +29,6 @@ DATA_MODULES: dict[str, type[ImageDataModule]] = {
 }
 # the `_target_` paths of conf/data/*.yaml, which checkpoints written before `module` existed stored
 TARGETS: dict[str, str] = {f"{cls.__module__}.{cls.__qualname__}": name for name, cls in DATA_MODULES.items()}
-# keys of an instantiation directive (Hydra, Lightning, jsonargparse): never honoured in a stored value
-DIRECTIVES = frozenset({"_target_", "_partial_", "_args_", "_recursive_", "_convert_", "_instantiator",
-                        "_class_path", "class_path", "init_args"})
-_SCALARS = (str, int, float, bool, type(None))
 
 
 def module_name(target: object) -> str | None:
@@ -41,24 +38,22 @@ def module_name(target: object) -> str | None:
     return TARGETS.get(target) if isinstance(target, str) else None
 
 
-def options_of(cls: type) -> set[str]:
-    """Keyword arguments `cls` takes, through `**kwargs` up its bases (plus the augmentation options)."""
-    names: set[str] = set(AugmentOptions.field_names())
+def keyword_arguments(cls: type) -> set[str] | None:
+    """Keyword arguments `cls` takes, through `**kwargs` up its bases; None when it takes any."""
+    names: set[str] = set()
     for klass in cls.__mro__:
         if "__init__" not in vars(klass):
             continue
         params = inspect.signature(klass.__init__).parameters.values()
         names |= {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)} - {"self"}
         if not any(p.kind == p.VAR_KEYWORD for p in params):
-            break
-    return names
+            return names
+    return None
 
 
-def plain(value: Any, depth: int = 0) -> bool:
-    """A string, number, boolean or null, or a (short-nested) list of them."""
-    if isinstance(value, _SCALARS):
-        return True
-    return isinstance(value, (list, tuple)) and depth < 2 and all(plain(v, depth + 1) for v in value)
+def options_of(cls: type) -> set[str]:
+    """The options a data module takes: its keyword arguments and the augmentation options."""
+    return (keyword_arguments(cls) or set()) | set(AugmentOptions.field_names())
 
 
 def check_record(config: Any, where: str) -> tuple[str, dict[str, Any]]:

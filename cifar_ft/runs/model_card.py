@@ -18,17 +18,26 @@ def _run_dir(ckpt_path: str) -> Path:
     return Path(ckpt_path).resolve().parent.parent  # <run>/checkpoints/<name>.ckpt
 
 
-def _load(path: Path, reader) -> object | None:
-    return reader(path.read_text()) if path.is_file() else None
+def _load(path: Path, reader, kind: type):
+    """The run's file as plain data of `kind`, or empty: the card only shows what it reads."""
+    try:
+        value = reader(path.read_text()) if path.is_file() else None
+    except (ValueError, yaml.YAMLError, OSError, UnicodeDecodeError):
+        value = None
+    return value if isinstance(value, kind) else kind()
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else "?"
 
 
 def model_card(ckpt_path: str, hparams: dict, fmt: str, temperature: float = 1.0) -> str:
     run = _run_dir(ckpt_path)
-    metrics = _load(run / "metrics.json", json.loads) or {}
-    config = _load(run / ".hydra" / "config.yaml", yaml.safe_load) or {}
-    overrides = _load(run / ".hydra" / "overrides.yaml", yaml.safe_load) or []
+    metrics = _load(run / "metrics.json", json.loads, dict)
+    config = _load(run / ".hydra" / "config.yaml", yaml.safe_load, dict)
+    overrides = [o for o in _load(run / ".hydra" / "overrides.yaml", yaml.safe_load, list) if isinstance(o, str)]
     names = list(hparams["class_names"])
-    data = config.get("data", {})
+    data = config.get("data") if isinstance(config.get("data"), dict) else {}
     front = {"library_name": "timm", "tags": ["image-classification", "timm", "cifar_ft"],
              "pipeline_tag": "image-classification", "base_model": f"timm/{hparams['backbone']}"}
     lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "",
@@ -40,7 +49,8 @@ def model_card(ckpt_path: str, hparams: dict, fmt: str, temperature: float = 1.0
     rows = [(k, metrics[k]) for k in HEADLINE if isinstance(metrics.get(k), (int, float))]
     if rows:
         lines += ["| metric | value |", "|---|---|"] + [f"| {k} | {v:.4f} |" for k, v in rows]
-        tested = Path(metrics.get("best_ckpt") or ckpt_path).name
+        best = metrics.get("best_ckpt")
+        tested = Path(best if isinstance(best, str) and best else ckpt_path).name
         lines += ["", f"From the run's metrics.json: its test split, with the checkpoint `{tested}`; this "
                   f"export is of `{Path(ckpt_path).name}`."]
     else:
@@ -54,8 +64,8 @@ def model_card(ckpt_path: str, hparams: dict, fmt: str, temperature: float = 1.0
                  "1/T is folded into the classifier, so the softmax of the outputs is the calibrated "
                  "probabilities.", ""] if temperature != 1.0 else []),
               "## Training", "",
-              f"Data: `{data.get('_target_', '?')}`" + (f", root `{data['root']}`" if data.get("root") else "")
-              + f"; augmentation `{data.get('augment', '?')}`.", "",
+              f"Data: `{_text(data.get('_target_'))}`" + (f", root `{_text(data['root'])}`" if data.get("root") else "")
+              + f"; augmentation `{_text(data.get('augment'))}`.", "",
               "Command: `python -m cifar_ft.train " + " ".join(map(str, overrides)) + "`", "",
               f"Trained at git commit `{metrics.get('git_commit', '?')}` with seed {metrics.get('seed', '?')}; "
               f"{metrics.get('epochs', '?')} epochs; exported {datetime.date.today().isoformat()}.", "",

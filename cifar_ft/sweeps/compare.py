@@ -10,6 +10,7 @@ import yaml
 from cifar_ft.errors import ConfigError
 from cifar_ft.runs.build import flatten
 from cifar_ft.runs.figures import read_scalars
+from cifar_ft.sweeps.summary import read_data
 
 HEADLINE = ["val/acc_best", "test/acc", "test/f1_macro", "test/loss", "epochs", "wall_time_s", "train/images_per_sec"]
 
@@ -17,9 +18,9 @@ HEADLINE = ["val/acc_best", "test/acc", "test/f1_macro", "test/loss", "epochs", 
 def _run(path: Path) -> dict:
     if not (path / "metrics.json").is_file():
         raise ConfigError(f"{str(path)!r} is not a finished run directory (no metrics.json)")
-    config = path / ".hydra" / "config.yaml"
-    return {"dir": path, "metrics": json.loads((path / "metrics.json").read_text()),
-            "config": flatten(yaml.safe_load(config.read_text()) or {}) if config.is_file() else {}}
+    metrics = read_data(path / "metrics.json", json.loads, dict)
+    return {"dir": path, "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))},
+            "config": flatten(read_data(path / ".hydra" / "config.yaml", yaml.safe_load, dict))}
 
 
 def differing_keys(configs: list[dict]) -> list[str]:

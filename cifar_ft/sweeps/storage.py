@@ -112,7 +112,11 @@ def check_space(url: str, study_name: str, space: dict) -> None:
         return
     recorded = storage.get_study_user_attrs(study_id).get(SPACE_ATTR)
     if isinstance(recorded, dict):
-        theirs = {str(k): json_to_distribution(v) for k, v in recorded.items() if isinstance(v, str)}
+        try:  # JSON read as data: a distribution's own fields, nothing that could name code
+            theirs = {str(k): json_to_distribution(v) for k, v in recorded.items()}
+        except Exception as exc:  # noqa: BLE001 - not Optuna's distribution JSON
+            raise ConfigError(f"study {study_name!r} ({url}) records a search space cifar_ft cannot read "
+                              f"({type(exc).__name__}); use another study_name or hydra.sweep.dir") from exc
     else:  # a study made before the space was recorded: what its trials sampled
         theirs = {}
         for trial in storage.get_all_trials(study_id, deepcopy=False):

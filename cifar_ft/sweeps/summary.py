@@ -32,12 +32,12 @@ T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8:
 
 def job_row(job_dir: Path) -> dict:
     """One job's row: its overrides and headline metrics, or `failed` with the error's last line."""
-    overrides_file = job_dir / ".hydra" / "overrides.yaml"
-    overrides = " ".join(yaml.safe_load(overrides_file.read_text()) or []) if overrides_file.is_file() else ""
-    row: dict = {"job": job_dir.name, "overrides": overrides}
+    overrides = read_data(job_dir / ".hydra" / "overrides.yaml", yaml.safe_load, list)
+    row: dict = {"job": job_dir.name, "overrides": " ".join(o for o in overrides if isinstance(o, str))}
     metrics_file, error_file = job_dir / "metrics.json", job_dir / "error.txt"
-    if metrics_file.is_file():
-        metrics = json.loads(metrics_file.read_text())
+    if metrics_file.is_file():  # values read as data: only numbers (and the pruning facts) are used
+        metrics = {k: v for k, v in read_data(metrics_file, json.loads, dict).items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool) or k == "pruned"}
         status = f"pruned after epoch {metrics.get('pruned_at_epoch')}" if metrics.get("pruned") else "ok"
         row.update({k: metrics.get(k) for k in COLUMNS[3:]}, status=status)
         row.update({k: v for k, v in metrics.items() if k.endswith("_best")})
@@ -45,6 +45,16 @@ def job_row(job_dir: Path) -> dict:
         lines = error_file.read_text().strip().splitlines() if error_file.is_file() else []
         row["status"] = "failed: " + (lines[-1] if lines else "no metrics.json (killed?)")
     return row
+
+
+def read_data(path: Path, parse, kind: type):
+    """A JSON/YAML file read as plain data of `kind` (dict or list); an unreadable file, or one of another
+    shape, reads as empty (a sweep summary shows what it can)."""
+    try:
+        value = parse(path.read_text()) if path.is_file() else None
+    except (ValueError, yaml.YAMLError, OSError, UnicodeDecodeError):
+        value = None
+    return value if isinstance(value, kind) else kind()
 
 
 def interval(values: list[float]) -> tuple[float, float, float]:

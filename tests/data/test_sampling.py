@@ -31,8 +31,8 @@ def test_stratified_split_uneven_classes_sums_exactly():
 
 
 def test_split_rejects_bad_size():
-    with pytest.raises(ConfigError, match="holdout size 5000"):
-        stratified_split(torch.arange(100) % 10, 5000, 0)
+    with pytest.raises(ConfigError, match=r"data.val_size=5000 is not valid for a set of 100 images; valid: a count"):
+        stratified_split(torch.arange(100) % 10, 5000, 0, "data.val_size")
 
 
 def test_epoch_sampler_depends_on_epoch_only():

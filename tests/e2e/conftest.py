@@ -24,4 +24,7 @@ def smoke_run(tmp_path_factory) -> Path:
     (run / "junk" / "truncated.ckpt").write_bytes((run / "checkpoints" / "last.ckpt").read_bytes()[:3000])
     (run / "junk" / "raw_pickle.ckpt").write_bytes(pickle.dumps({"state_dict": {}}, protocol=4))
     torch.save({"state_dict": {}}, run / "junk" / "legacy.ckpt", _use_new_zipfile_serialization=False)
+    diverged = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    diverged["state_dict"]["head.weight"][0, 0] = float("nan")
+    torch.save(diverged, run / "junk" / "nan.ckpt")
     return run

@@ -142,6 +142,17 @@ BAD_INPUTS = [
      "robustness.corruptions='fogg'"),
     ("train", ["robustness=corruptions", "robustness.severities=[6]"], "robustness.severities: 6"),
     ("predict", ["ckpt_path={ckpt}", "inputs=[{run}]", "explain=maybe"], "explain='maybe'"),
+    ("export", ["ckpt_path={ckpt}", "format=peft"], "format=peft needs a checkpoint of strategy=lora or dora"),
+    ("export", ["ckpt_path={run}/junk/nan.ckpt"], "holds non-finite weights (NaN/inf) in 1 tensor(s)"),
+    ("eval", ["ckpt_path={run}/junk/nan.ckpt"], "holds non-finite weights (NaN/inf) in 1 tensor(s)"),
+    ("predict", ["ckpt_path={run}/junk/nan.ckpt", "inputs=[{run}]"], "holds non-finite weights"),
+    ("train", ["trainer.devices=0"], "trainer.devices=0 is not valid; valid: auto, -1"),
+    ("train", ["trainer.devices=-3"], "trainer.devices=-3 is not valid"),
+    ("train", ["data.passes_per_epoch=1e9"], "data.passes_per_epoch=1000000000.0 is not valid"),
+    ("train", ["strategy=lp_ft", "trainer.max_epochs=1"], "strategy=lp_ft with trainer.max_epochs=1"),
+    ("train", ["robustness=corruptions", "robustness.corruptions=[fog,fog]"], "'fog' is listed twice"),
+    ("train", ["calibrate=temperature", "data.val_size=0"], "calibrate=temperature with data.val_size=0"),
+    ("train", ["--experimental-rerun", "{run}/config.pickle"], "Hydra would unpickle that file"),
 ]
 
 
