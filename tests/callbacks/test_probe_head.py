@@ -126,3 +126,12 @@ def test_a_resumed_run_keeps_its_head(cfg_factory):
 def test_the_probe_runs_after_the_freeze_schedule_has_set_the_modes(cfg_factory):
     names = list(cfg_factory().callbacks)
     assert names.index("freeze") < names.index("probe_head")
+
+
+def test_more_probe_images_than_training_images_is_refused_before_any_is_extracted(cfg_factory):
+    """The contract hands over all images when fewer exist; a probe of 100,000 on 400 training images
+    is refused, naming the key and the largest valid value, not run on fewer than it says."""
+    cfg = cfg_factory("callbacks.freeze.freeze_epochs=0")
+    with pytest.raises(ConfigError, match=r"callbacks.probe_head.images=100000 is more than the 400 training "
+                                          r"images; valid: 2 to 400"):
+        _fit_one_step(cfg, ProbeHead(100000, seed=3))

@@ -178,3 +178,13 @@ def test_a_class_whose_images_are_all_unreadable_is_refused_not_trained_with_no_
         f.write_bytes(b"not an image")
     with pytest.raises(ConfigError, match=r"no readable image left in 1 class folder\(s\), e.g. .*eel"):
         ImageFolderDataModule(root=str(tmp_path), **KW).setup("fit")
+
+
+def test_too_few_max_train_images_for_the_classes_is_named(tmp_path):
+    """`data.max_train_images=2` with 3 classes: the key and the smallest valid value, not a hold-out
+    size that names neither."""
+    write_folder(tmp_path, per_class=10)
+    dm = ImageFolderDataModule(root=str(tmp_path), max_train_images=2, **KW)
+    with pytest.raises(ConfigError, match=r"data.max_train_images=2 is too few for 3 classes; valid: at least 6"):
+        dm.setup("fit")
+    ImageFolderDataModule(root=str(tmp_path), max_train_images=6, **{**KW, "val_size": 3, "batch_size": 2}).setup("fit")

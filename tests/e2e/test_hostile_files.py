@@ -140,10 +140,11 @@ def run_command(module: str, argv: list[str], capfd) -> tuple[int, list[str]]:
     handlers, level = list(root.handlers), root.level
     old = sys.argv
     sys.argv = [module, *argv]
+    code = 0
     try:
-        with pytest.raises(SystemExit) as info:
-            importlib.import_module(f"cifar_ft.{module}").main()
-        code = info.value.code
+        importlib.import_module(f"cifar_ft.{module}").main()
+    except SystemExit as exc:
+        code = exc.code
     finally:
         sys.argv = old
         root.handlers[:], root.level = handlers, level
@@ -210,7 +211,7 @@ def test_a_run_directory_with_planted_files_exports_and_explores_as_data(smoke_r
         before = snapshot(trap.root)
         code, lines = run_command("export", [f"ckpt_path={run}/checkpoints/last.ckpt", f"out={run}/exported",
                                              f"hydra.run.dir={run}/export_run"], capfd)
-        assert code is None or code == 0, lines[-5:]
+        assert code == 0, lines[-5:]
         trap.untouched(before)
         with pytest.raises(ConfigError, match="stored data config holds '_target_'|names no data module"):
             test_images(run, [0])
@@ -230,3 +231,30 @@ def test_a_sweep_directory_with_planted_files_is_summarised_as_data(smoke_run, t
     capfd.readouterr()
     trap.untouched(before)
     assert (sweep / "summary.csv").is_file() and (sweep / "compare" / "compare.md").is_file()
+
+
+def test_eval_of_an_older_checkpoint_rebuilds_its_data_by_registry_and_runs_no_planted_option(clean_ckpt, trap, capfd):
+    """Checkpoints written before `module` named their data module by its `_target_` path: a registered one
+    still evaluates; any planted option in it is refused (on main before this rule, builtins.open ran)."""
+    legacy = dict(clean_ckpt)
+    config = dict(clean_ckpt["data_provenance"]["config"])
+    config["_target_"] = "cifar_ft.data.synthetic.SyntheticDataModule"
+    del config["module"]
+    legacy["data_provenance"] = {**clean_ckpt["data_provenance"], "config": config}
+    (trap.root / "ckpts").mkdir()
+    torch.save(legacy, trap.root / "ckpts" / "legacy.ckpt")
+    code, lines = run_command("eval", [f"ckpt_path={trap.root / 'ckpts' / 'legacy.ckpt'}",
+                                       f"hydra.run.dir={trap.root / 'runs' / 'legacy'}"], capfd)
+    assert code == 0 and (trap.root / "runs" / "legacy" / "metrics.json").is_file(), lines[-5:]
+    before = snapshot(trap.root)
+    for name, payload in trap.payloads().items():
+        for key in ("augment", "root", "_target_"):
+            planted_ckpt = {**legacy, "data_provenance": {**legacy["data_provenance"],
+                                                          "config": {**config, key: payload}}}
+            path = trap.root / "ckpts" / f"{name}-{key}.ckpt"
+            torch.save(planted_ckpt, path)
+            before[str(path.relative_to(trap.root))] = path.read_bytes()
+            code, lines = run_command("eval", [f"ckpt_path={path}", f"hydra.run.dir={trap.root / 'runs' / name}"],
+                                      capfd)
+            assert code == 2 and len(lines) == 1 and "is refused" in lines[0], (name, key, lines[-5:])
+            trap.untouched(before)

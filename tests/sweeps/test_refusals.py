@@ -80,3 +80,36 @@ def test_a_planted_search_space_in_the_storage_is_data_refused_in_one_line(tmp_p
     with pytest.raises(ConfigError, match="records a search space cifar_ft cannot read"):
         check_space(url, "s", {"lr": FloatDistribution(0, 1)})
     assert not (tmp_path / "M").exists()
+
+
+def _sweep(tmp_path, *args: str):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    return subprocess.run([sys.executable, "-m", "cifar_ft.train", "-m", "hparams_search=optuna", "experiment=smoke",
+                           f"hydra.sweep.dir={tmp_path / 'sweep'}", "hydra.sweeper.n_trials=1", "trainer.max_epochs=1",
+                           "frozen_epochs=0", "data.train_size=100", "data.val_size=20", "data.test_size=20",
+                           "trainer.enable_progress_bar=false", *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("url,named", [("banana", "hydra.sweeper.storage='banana' is not valid"),
+                                       ("postgresql+psycopg://postgres@127.0.0.1:1/x", "cannot connect")])
+def test_a_search_with_a_bad_storage_is_one_line_and_writes_no_sweep_directory(tmp_path, url, named):
+    proc = _sweep(tmp_path, f"hydra.sweeper.storage={url}")
+    lines = (proc.stdout + proc.stderr).strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and named in lines[0], lines[-5:]
+    assert not (tmp_path / "sweep").exists()
+
+
+@pytest.mark.slow  # two searches of one trial each (~25 s)
+def test_a_second_worker_with_another_space_is_one_line_and_changes_nothing(tmp_path):
+    assert _sweep(tmp_path, 'hydra.sweeper.params={optimizer.lr:"tag(log, interval(1e-4, 1e-2))"}').returncode == 0
+    before = {p: p.read_bytes() for p in (tmp_path / "sweep").rglob("*") if p.is_file()}
+    proc = _sweep(tmp_path, "hydra.sweeper.n_trials=2", 'hydra.sweeper.params={optimizer.lr:"interval(1e-4, 1e-1)"}')
+    lines = (proc.stdout + proc.stderr).strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, lines[-5:]
+    assert "hydra.sweeper.params: optimizer.lr is FloatDistribution" in lines[0] and "in study 'cifar_ft'" in lines[0]
+    assert {p: p.read_bytes() for p in (tmp_path / "sweep").rglob("*") if p.is_file()} == before
