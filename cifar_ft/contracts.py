@@ -3,6 +3,14 @@
 `callbacks`, `data` and `models` are independent layers: a callback never imports the datamodule or
 the LightningModule class it works with. What it relies on is stated here, as Protocols that the
 concrete classes satisfy structurally (`ImageDataModule`, `ImageClassifier`); tests check that they do.
+
+One contract spans every layer: **files are data**. No value read from a file (a checkpoint, a weights
+file, a run's or sweep's YAML and JSON, a study's storage) reaches `instantiate`, an import, `getattr`
+on a module, `eval` or an unpickling loader. Files load without code (`weights_only=True`,
+`yaml.safe_load`, `json`); what is rebuilt from them is looked up in a registry by a checked name with
+checked plain options (`cifar_ft.plain`, `runs/stored.py`, `data/registry.py`). The sites where a value
+could choose code are listed, with why theirs cannot come from a file, in `tests/test_architecture.py`
+(`CODE_CHOOSING`); `tests/e2e/test_hostile_files.py` plants directives in every file a command reads.
 """
 from __future__ import annotations
 

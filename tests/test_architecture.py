@@ -89,3 +89,46 @@ def test_pyproject_installs_every_package_folder():
     assert folders <= set(setuptools["packages"]), folders - set(setuptools["packages"])
     # the plugin folder is installed under one name only, not also as a cifar_ft subpackage
     assert ".".join(Path(plugin).parts) not in setuptools["packages"]
+
+
+# Where code may be chosen by a value (instantiate, get_class, import_module) or a file loaded with torch: each
+# site, and why what reaches it is not read from a file. A new site fails this test until it is listed here.
+CODE_CHOOSING = {
+    ("train.py", "instantiate("): "the command line's config",
+    ("eval.py", "instantiate("): "data= given on the command line (a stored data config goes through data.registry)",
+    ("runs/build.py", "instantiate("): "callbacks, loggers and the trainer of the command line's config",
+    ("runs/robustness.py", "instantiate("): "the command line's robustness node",
+    ("runs/validate.py", "get_class("): "the command line's `_target_`, to list the options it takes",
+    ("sweeps/sweeper.py", "instantiate("): "hydra.sweeper.sampler of the command line (CmaEsSampler refused)",
+    ("bench/strategy.py", "instantiate("): "the bench's own composed config",
+    ("bench/transfer.py", "instantiate("): "the bench's own composed config",
+    ("bench/speed_common.py", "instantiate("): "the bench's own composed config",
+    ("bench/__main__.py", "import_module("): "a key of the COMMANDS registry",
+    ("backbones/offline.py", "import_module("): "a key of the PACKAGES registry",
+    ("backbones/weights.py", "torch.load("): "weights_only unless trust_checkpoint=true",
+    ("runs/checkpoints.py", "torch.load("): "weights_only=True",
+    ("runs/checkpoints.py", "load_from_checkpoint("): "after stored.check_checkpoint; weights_only unless trusted",
+    ("callbacks/temperature.py", "torch.load("): "weights_only=True, the run's own best checkpoint",
+}
+
+
+def test_every_place_where_a_value_could_choose_code_is_known():
+    bare = ("instantiate", "get_class", "get_method", "eval", "exec")  # `.eval()` of a module is no such call
+    anywhere = ("import_module(", "torch.load(", "pickle.load", "load_from_checkpoint(")
+    found = set()
+    for module in MODULES:
+        for line in module.read_text().splitlines():
+            code = line.split("#")[0]
+            if "`" in code:  # docstrings quoting a call
+                continue
+            found |= {(str(module.relative_to(PACKAGE)), f"{name}(") for name in bare
+                      if re.search(rf"(?<![\w.]){name}\(", code)}
+            found |= {(str(module.relative_to(PACKAGE)), call) for call in anywhere if call in code}
+    assert found == set(CODE_CHOOSING), (found - set(CODE_CHOOSING), set(CODE_CHOOSING) - found)
+
+
+def test_torch_load_is_weights_only_everywhere():
+    for module in MODULES:
+        for line in module.read_text().splitlines():
+            if "torch.load(" in line.split("#")[0] and "`" not in line:
+                assert "weights_only=" in line, f"{module}: {line.strip()}"

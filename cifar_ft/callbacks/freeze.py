@@ -95,10 +95,24 @@ class FreezeSchedule(BaseFinetuning):
         else:
             groups = [[n for n, _ in backbone.named_parameters()]]
         self._groups = [kept for kept in ([n for n in g if n in self._eligible] for g in groups) if kept]
+        self._warn_if_cut_short(max_epochs)
         super().setup(trainer, pl_module, stage)
         # DDP registers only parameters that require grad when it wraps the model (right after this
         # hook); gradients of anything frozen here must be all-reduced by us once it is unfrozen.
         self._unsynced = [p for p in backbone.parameters() if not p.requires_grad]
+
+    def _warn_if_cut_short(self, max_epochs: int | None) -> None:
+        """A gradual schedule longer than the run leaves its input-side groups pretrained: said once, before
+        training (the group count is known only here, from the built backbone)."""
+        if self.unfreeze != "gradual" or not max_epochs or max_epochs < 1:
+            return
+        reached, total = self.groups_trainable_at(max_epochs - 1), len(self._groups)
+        if reached < total:
+            epochs = self.freeze_epochs + -(-total // self.groups_per_epoch)
+            log.warning("callbacks.freeze.unfreeze=gradual: only %d of the %d layer groups train by the last epoch "
+                        "(trainer.max_epochs=%d, freeze_epochs=%d, groups_per_epoch=%d); the rest stay pretrained. "
+                        "For all of them: trainer.max_epochs>=%d, or a larger callbacks.freeze.groups_per_epoch",
+                        reached, total, max_epochs, self.freeze_epochs, self.groups_per_epoch, epochs)
 
     def freeze_before_training(self, pl_module: L.LightningModule) -> None:
         frozen_start = self.freeze_epochs > 0 or self.unfreeze == "gradual"

@@ -18,6 +18,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from cifar_ft.errors import ConfigError
+from cifar_ft.sweeps.summary import read_data
 
 log = logging.getLogger("cifar_ft")
 # keys that differ between attempts of the same job by design
@@ -42,7 +43,7 @@ def previous_attempt(cfg: DictConfig, output_dir: Path, metric: str) -> Attempt:
     """What to do with this multirun job, given what its directory holds; records this attempt."""
     job, now = output_dir / "job.json", fingerprint(cfg)
     if job.is_file():
-        before = json.loads(job.read_text()).get("config")
+        before = read_data(job, json.loads, dict).get("config")
         if before != now:
             raise ConfigError(f"{output_dir} holds a job with another config (fingerprint {before}, now {now}); "
                               "re-run a sweep with the very same command, or give a new hydra.sweep.dir")
@@ -51,7 +52,8 @@ def previous_attempt(cfg: DictConfig, output_dir: Path, metric: str) -> Attempt:
     # a skipped job's directory stays as it was: the notice goes to the console, not its log file
     if metrics.is_file() and job.is_file():
         print(f"job already finished in {output_dir}: skipped", flush=True)
-        return Attempt("skip", json.loads(metrics.read_text()).get(f"{metric}_best"))
+        best = read_data(metrics, json.loads, dict).get(f"{metric}_best")
+        return Attempt("skip", float(best) if isinstance(best, (int, float)) else float("nan"))
     if error.is_file() and not cfg.get("rerun_failed", False):
         print(f"job failed before ({error}): skipped; rerun_failed=true runs it again", flush=True)
         return Attempt("skip", float("nan"))

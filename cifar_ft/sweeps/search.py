@@ -198,9 +198,10 @@ def _superseded(trials: list[FrozenTrial]) -> set[int]:
     """Trials another trial replaces: stale ones retried by Optuna, failed ones re-run on request."""
     out: set[int] = set()
     for t in trials:
-        out.update(int(n) for n in t.system_attrs.get("retry_history") or [])
-        if "cifar_ft:rerun_of" in t.system_attrs:
-            out.add(int(t.system_attrs["cifar_ft:rerun_of"]))
+        history = t.system_attrs.get("retry_history")  # storage attrs are data: whole numbers only
+        out.update(n for n in (history if isinstance(history, list) else []) if type(n) is int)
+        if type(t.system_attrs.get("cifar_ft:rerun_of")) is int:
+            out.add(t.system_attrs["cifar_ft:rerun_of"])
     return out
 
 

@@ -190,10 +190,13 @@ def open_study(storage, study_name: str, directions: list[str], sampler) -> optu
 
 def job_number(trial: FrozenTrial) -> int:
     """The job directory of a trial: its own number, or for a retry that of the trial it retries."""
-    if JOB_ATTR in trial.system_attrs:
-        return int(trial.system_attrs[JOB_ATTR])
-    history = trial.system_attrs.get("retry_history") or []
-    return int(history[0]) if history else trial.number
+    def whole(value) -> bool:  # storage attrs are data: only a job number is taken as one
+        return type(value) is int and value >= 0
+
+    if whole(trial.system_attrs.get(JOB_ATTR)):
+        return trial.system_attrs[JOB_ATTR]
+    history = trial.system_attrs.get("retry_history")
+    return history[0] if isinstance(history, list) and history and whole(history[0]) else trial.number
 
 
 class Claims:

@@ -18,6 +18,7 @@ import optuna
 from optuna.trial import TrialState
 
 from cifar_ft.errors import ConfigError, check_choice
+from cifar_ft.sweeps.summary import read_data
 
 TRIAL_ENV = "CIFAR_FT_OPTUNA_TRIAL"
 LEADER_ENV = "CIFAR_FT_SWEEP_LEADER"  # the file in which a worker publishes its jobs to its DDP ranks
@@ -109,8 +110,8 @@ def read_result(job_return, job_dir: Path, objectives: list[str] | None) -> Tria
     """What a finished job means for its trial. `objectives`: metrics.json keys, one per study
     direction (None: the job's return value, the best `optimized_metric`)."""
     metrics_file, error_file = job_dir / "metrics.json", job_dir / "error.txt"
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-    if metrics.get("pruned"):
+    metrics = read_data(metrics_file, json.loads, dict)  # read as data: numbers are the only objectives
+    if metrics.get("pruned") is True:
         return TrialResult(TrialState.PRUNED)
     if error_file.is_file() and not metrics:
         lines = error_file.read_text().strip().splitlines()

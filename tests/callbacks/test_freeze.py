@@ -87,3 +87,21 @@ def test_resume_in_either_phase_matches_uninterrupted_run(cfg_factory, unfreeze)
         final = state(f"{resumed.paths.output_dir}/checkpoints/last.ckpt")
         for key, value in reference.items():
             assert torch.equal(value, final[key]), f"resume from epoch {epoch}: {key} differs"
+
+
+def test_a_gradual_schedule_longer_than_the_run_is_said_in_one_line_before_training(caplog):
+    """5 groups, one per epoch after 1 frozen epoch: 3 epochs unfreeze 2 of them, 6 epochs all of them."""
+    import logging
+
+    from cifar_ft.callbacks.freeze import FreezeSchedule
+
+    schedule = FreezeSchedule(freeze_epochs=1, unfreeze="gradual", groups_per_epoch=1)
+    schedule._groups = [[g] for g in GROUPS]
+    with caplog.at_level(logging.WARNING, logger="cifar_ft.callbacks.freeze"):
+        schedule._warn_if_cut_short(3)
+        schedule._warn_if_cut_short(6)
+        FreezeSchedule(freeze_epochs=1, unfreeze="all")._warn_if_cut_short(2)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "\n" not in lines[0]
+    assert lines[0].startswith("callbacks.freeze.unfreeze=gradual: only 2 of the 5 layer groups train")
+    assert "trainer.max_epochs>=6" in lines[0]
