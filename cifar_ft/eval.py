@@ -12,14 +12,14 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from cifar_ft.callbacks.stop_on_signal import StopOnSignal
 from cifar_ft.data.registry import build_data
-from cifar_ft.runs.artifacts import git_commit, to_float_dict, write_metrics, write_test_predictions
+from cifar_ft.reports.artifacts import git_commit, to_float_dict, write_metrics, write_test_predictions
+from cifar_ft.reports.explain import write_mistakes
+from cifar_ft.reports.figures import reliability_figure
+from cifar_ft.reports.robustness import after_test, robustness_config
 from cifar_ft.runs.build import build_trainer, print_config
 from cifar_ft.runs.checkpoints import check_classes, choose_temperature, load_classifier, read_checkpoint
 from cifar_ft.runs.entry import command
-from cifar_ft.runs.explain import write_mistakes
-from cifar_ft.runs.figures import reliability_figure
 from cifar_ft.runs.provenance import check_test_split, run_data_config
-from cifar_ft.runs.robustness import after_test, robustness_config
 from cifar_ft.runs.validate import validate_config
 
 log = logging.getLogger("cifar_ft")

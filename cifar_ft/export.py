@@ -9,11 +9,12 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from cifar_ft.errors import check_choice
+from cifar_ft.exports.folder import check_out, whole_folder
+from cifar_ft.exports.formats import FORMATS
+from cifar_ft.exports.model_card import model_card
+from cifar_ft.exports.timm_form import ExportInfo
 from cifar_ft.runs.checkpoints import choose_temperature, load_classifier, read_checkpoint
 from cifar_ft.runs.entry import command
-from cifar_ft.runs.export_folder import check_out, whole_folder
-from cifar_ft.runs.export_formats import FORMATS, ExportInfo
-from cifar_ft.runs.model_card import model_card
 from cifar_ft.runs.validate import validate_config
 
 log = logging.getLogger("cifar_ft")

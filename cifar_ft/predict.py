@@ -14,9 +14,9 @@ from cifar_ft.data.image_folder import BAD_IMAGE_POLICIES
 from cifar_ft.data.images import IMAGE_SUFFIXES, decode_image
 from cifar_ft.data.transforms import BatchTransform
 from cifar_ft.errors import ConfigError, check_choice
+from cifar_ft.reports.explain import write_explanations
 from cifar_ft.runs.checkpoints import choose_temperature, load_classifier, read_checkpoint
 from cifar_ft.runs.entry import command
-from cifar_ft.runs.explain import write_explanations
 from cifar_ft.runs.validate import validate_config
 
 log = logging.getLogger("cifar_ft")

@@ -12,13 +12,13 @@ from hydra_plugins.cifar_ft.optuna_sweeper import register as register_sweeper
 from omegaconf import DictConfig
 
 from cifar_ft.callbacks.temperature import TemperatureScaling
-from cifar_ft.runs.artifacts import ensure_writable, run_facts, to_float_dict, write_metrics, write_test_artifacts
+from cifar_ft.reports.artifacts import ensure_writable, run_facts, to_float_dict, write_metrics, write_test_artifacts
+from cifar_ft.reports.explain import write_mistakes
+from cifar_ft.reports.robustness import after_test, robustness_config
 from cifar_ft.runs.build import build_callbacks, build_loggers, build_trainer, log_hparams, print_config
 from cifar_ft.runs.checkpoints import check_resumable, refuse_finished, resolve_ckpt, resume_target
 from cifar_ft.runs.entry import command, in_multirun
-from cifar_ft.runs.explain import write_mistakes
 from cifar_ft.runs.provenance import RecordData, record
-from cifar_ft.runs.robustness import after_test, robustness_config
 from cifar_ft.runs.validate import short_run_warnings, validate_config
 from cifar_ft.sweeps.jobs import previous_attempt, sweeper_settings
 from cifar_ft.sweeps.trial import trial_callbacks

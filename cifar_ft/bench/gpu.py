@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from cifar_ft.bench.common import data_root, print_table, save_json
-from cifar_ft.runs.artifacts import git_commit
+from cifar_ft.reports.artifacts import git_commit
 
 ROOT = Path(__file__).resolve().parents[2]
 COLUMNS = ["row", "value", "unit", "ratio", "mfu", "fit_s", "peak_mb"]

@@ -1,3 +1,3 @@
-"""Run plumbing shared by the commands: the entry shell and one-line errors (`entry`), objects from
-the config (`build`, `compose`), checkpoints (`checkpoints`), what a run writes (`artifacts`,
-`figures`), sweep summaries (`summary`) and reading runs back for the notebook (`explore`)."""
+"""Run plumbing shared by the commands: the entry shell and one-line errors (`entry`), the config composed,
+checked and built (`compose`, `validate`, `limits`, `build`, `resolvers`), the run directory (`run_dir`),
+checkpoints and what they say (`checkpoints`, `stored`, `provenance`)."""

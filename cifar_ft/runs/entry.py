@@ -23,9 +23,9 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from cifar_ft.errors import ConfigError, close_matches, find_user_error
+from cifar_ft.exports.folder import check_out
 from cifar_ft.runs.checkpoints import check_usable, refuse_finished
 from cifar_ft.runs.compose import CONF_DIR, compose_config
-from cifar_ft.runs.export_folder import check_out
 from cifar_ft.runs.resolvers import INTERNAL_CONFIGS, register_resolvers
 from cifar_ft.runs.run_dir import discard_if_empty, guard, last_value
 from cifar_ft.runs.validate import validate_config

@@ -26,13 +26,13 @@ from cifar_ft.data.image_folder import BAD_IMAGE_POLICIES, FolderSource
 from cifar_ft.data.registry import keyword_arguments
 from cifar_ft.data.transforms import PRESETS, AugmentOptions
 from cifar_ft.errors import ConfigError, check_choice, close_matches
+from cifar_ft.exports.formats import FORMATS as EXPORT_FORMATS
 from cifar_ft.models.calibration import CALIBRATIONS, TTA
 from cifar_ft.models.heads import HEAD_INITS
 from cifar_ft.models.metrics import MONITORABLE
 from cifar_ft.models.optim import DECAYS
 from cifar_ft.runs.checkpoints import resume_target
 from cifar_ft.runs.devices import check_devices, device_exists
-from cifar_ft.runs.export_formats import FORMATS as EXPORT_FORMATS
 from cifar_ft.runs.limits import check_limits
 from cifar_ft.strategies.lora import LORA_TARGETS
 from cifar_ft.strategies.precision import FROZEN_PRECISIONS

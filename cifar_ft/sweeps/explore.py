@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 from cifar_ft.errors import ConfigError
-from cifar_ft.runs.diagnostics import image_grid
-from cifar_ft.runs.figures import confusion_figure, curves_figure
+from cifar_ft.reports.diagnostics import image_grid
+from cifar_ft.reports.figures import confusion_figure, curves_figure
 from cifar_ft.sweeps.summary import summarize
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 from hydra.experimental.callback import Callback
 
-from cifar_ft.runs.figures import read_scalars, sweep_figure
+from cifar_ft.reports.figures import read_scalars, sweep_figure
 from cifar_ft.runs.resolvers import metric_mode
 from cifar_ft.sweeps.study_view import study_markdown, study_states
 

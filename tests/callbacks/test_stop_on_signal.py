@@ -61,3 +61,15 @@ def test_sigterm_to_one_rank_during_the_cache_stops_both_ranks(tmp_path):
                           capture_output=True, text=True, timeout=180)
     assert proc.returncode == 143, proc.stderr[-3000:]
     _stopped_within(proc, 30)
+
+
+def test_the_installed_lightning_still_has_the_validation_counters_a_stop_rewinds():
+    """`_rewind_validation` records a validation as started with no batch done through the loop's progress
+    counters, which Lightning (>= 2.2) reads to run it again on resume: this fails the day they move."""
+    from lightning.pytorch.loops.evaluation_loop import _EvaluationLoop
+    from lightning.pytorch.loops.progress import _BatchProgress
+
+    assert isinstance(getattr(_EvaluationLoop, "restarted_mid_evaluation", None), property)
+    progress = _BatchProgress()
+    for counters in (progress.total, progress.current):
+        assert {"ready", "started", "processed", "completed"} <= set(vars(counters))

@@ -9,7 +9,7 @@ from cifar_ft.data.synthetic import synthetic_images
 from cifar_ft.eval import evaluate
 from cifar_ft.models.classifier import ImageClassifier
 from cifar_ft.predict import predict
-from cifar_ft.runs.explain import activation_maps, cam_layer
+from cifar_ft.reports.explain import activation_maps, cam_layer
 from tests.conftest import make_cfg
 
 

@@ -93,7 +93,7 @@ def test_torch_export_program_runs_any_batch_size(smoke_run, tmp_path):
 
 def test_export_never_replaces_a_folder_silently_and_writes_it_whole(smoke_run, tmp_path, monkeypatch):
     from cifar_ft.errors import ConfigError
-    from cifar_ft.runs import export_formats
+    from cifar_ft.exports import formats as export_formats
 
     out = tmp_path / "timm"
     out.mkdir()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cifar_ft.runs.figures import read_scalars
+from cifar_ft.reports.figures import read_scalars
 from tests.conftest import FAST, ROOT
 from tests.helpers import state
 

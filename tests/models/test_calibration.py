@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cifar_ft.models.metrics import calibration_metrics
-from cifar_ft.runs.figures import reliability_bins, reliability_figure
+from cifar_ft.reports.figures import reliability_bins, reliability_figure
 
 
 def direct(probs: torch.Tensor, target: torch.Tensor, bins: int = 15) -> dict[str, float]:

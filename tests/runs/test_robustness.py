@@ -12,7 +12,7 @@ from PIL import Image
 
 from cifar_ft.errors import ConfigError
 from cifar_ft.eval import evaluate
-from cifar_ft.runs.robustness import RobustnessConfig, summary
+from cifar_ft.reports.robustness import RobustnessConfig, summary
 from cifar_ft.train import train
 from tests.conftest import FAST, make_cfg
 

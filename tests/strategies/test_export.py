@@ -8,9 +8,9 @@ import sys
 import pytest
 import torch
 
+from cifar_ft.exports.peft import export_adapter
+from cifar_ft.exports.timm_form import ExportInfo, to_timm, write_timm
 from cifar_ft.models.classifier import ImageClassifier
-from cifar_ft.runs.export_formats import ExportInfo, to_timm, write_timm
-from cifar_ft.runs.export_peft import export_adapter
 from cifar_ft.strategies.lora import LoRA
 
 FRESH = """
@@ -73,7 +73,7 @@ def test_peft_format_of_a_strategy_without_adapters_is_one_line(tmp_path):
 
 @pytest.mark.slow  # torch.export + ONNX of a ViT: ~40 s
 def test_merged_lora_exports_as_plain_onnx_and_torch_export_models(tmp_path):
-    from cifar_ft.runs.export_formats import export_onnx, export_torch
+    from cifar_ft.exports.formats import export_onnx, export_torch
 
     torch.manual_seed(0)
     model = ImageClassifier("vit_tiny_patch16_224", num_classes=10, pretrained=False, input_size=32,
@@ -101,7 +101,8 @@ def test_merged_lora_exports_as_plain_onnx_and_torch_export_models(tmp_path):
 @pytest.mark.slow  # torch.export of a prompted ViT: ~20 s
 def test_vpt_has_no_timm_form_but_exports_as_a_traced_graph(tmp_path):
     from cifar_ft.errors import ConfigError
-    from cifar_ft.runs.export_formats import export_timm, export_torch
+    from cifar_ft.exports.formats import export_torch
+    from cifar_ft.exports.timm_form import export_timm
     from cifar_ft.strategies.vpt import VPT
 
     torch.manual_seed(0)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from matplotlib.ticker import MaxNLocator
 
-from cifar_ft.runs.figures import sweep_figure
+from cifar_ft.reports.figures import sweep_figure
 from cifar_ft.sweeps.compare import _figure
 from cifar_ft.sweeps.summary import group_rows, summarize
 

@@ -16,12 +16,11 @@ from pathlib import Path
 import torch
 
 from cifar_ft.errors import ConfigError
+from cifar_ft.exports.timm_form import ExportInfo, to_timm, write_timm
 from cifar_ft.models.classifier import ImageClassifier
 
 
-def export_adapter(model: ImageClassifier, out: Path, info) -> list[Path]:
-    from cifar_ft.runs.export_formats import to_timm, write_timm
-
+def export_adapter(model: ImageClassifier, out: Path, info: ExportInfo) -> list[Path]:
     strategy = model.strategy
     if not hasattr(strategy, "peft_config"):
         raise ConfigError(f"format=peft needs a checkpoint of strategy=lora or dora; this one is "

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cifar_ft.runs.diagnostics import image_grid
+from cifar_ft.reports.diagnostics import image_grid
 
 log = logging.getLogger("cifar_ft")
 

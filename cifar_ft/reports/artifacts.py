@@ -14,7 +14,7 @@ import torch
 
 from cifar_ft.contracts import RunFacts
 from cifar_ft.errors import ConfigError
-from cifar_ft.runs.figures import confusion_figure, plot_curves, reliability_figure
+from cifar_ft.reports.figures import confusion_figure, plot_curves, reliability_figure
 
 
 def ensure_writable(directory: Path) -> None:

@@ -109,7 +109,7 @@ def summary(rows: list[dict], clean: float) -> dict[str, float]:
 
 def write_robustness(rows: list[dict], clean: float, out_dir: Path) -> None:
     """robustness.csv and robustness.png in `out_dir`, each written whole."""
-    from cifar_ft.runs.diagnostics import robustness_figure
+    from cifar_ft.reports.diagnostics import robustness_figure
 
     tmp = out_dir / "robustness.csv.tmp"
     with tmp.open("w", newline="") as f:
