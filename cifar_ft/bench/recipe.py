@@ -30,8 +30,8 @@ BASELINE = ["model.input_size=64", "data.max_train_images=12000", "data.val_size
 # knob -> (setting as shown, overrides on top of the baseline)
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "baseline": ("64 px, 12k images, 1 epoch, AdamW lr 1e-3 everywhere", []),
-    "lr": ("AdamW lr 5e-4", ["optimizer.lr=5e-4"]),
-    "lr ": ("AdamW lr 2e-3", ["optimizer.lr=2e-3"]),
+    "lr 5e-4": ("AdamW lr 5e-4", ["optimizer.lr=5e-4"]),
+    "lr 2e-3": ("AdamW lr 2e-3", ["optimizer.lr=2e-3"]),
     "backbone_lr_mult": ("0.3 (head 1e-3, backbone 3e-4)", ["model.backbone_lr_mult=0.3"]),
     "optimizer": ("SGD, momentum 0.9, nesterov, lr 0.05", ["optimizer=sgd", "optimizer.lr=0.05",
                                                             "optimizer.weight_decay=5e-5"]),
@@ -39,35 +39,35 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "EMA": ("callbacks.ema.decay=0.998 (warmup)", ["callbacks.ema.decay=0.998"]),
     "freeze epochs": ("1 frozen epoch (cached) + 1 fine-tuning", ["trainer.max_epochs=2",
                                                                  "callbacks.freeze.freeze_epochs=1"]),
-    "epochs": ("2 epochs of fine-tuning", ["trainer.max_epochs=2"]),
-    "epochs ": ("1.5 passes in one epoch (data.passes_per_epoch=1.5)", ["data.passes_per_epoch=1.5"]),
+    "epochs 2": ("2 epochs of fine-tuning", ["trainer.max_epochs=2"]),
+    "passes 1.5": ("1.5 passes in one epoch (data.passes_per_epoch=1.5)", ["data.passes_per_epoch=1.5"]),
     "resolution": ("96 px", ["model.input_size=96"]),
-    "augmentation": ("none", ["data.augment=none"]),
-    "augmentation ": ("basic + random erasing 0.25", ["data.random_erasing=0.25"]),
-    "augmentation  ": ("flip only (data.pad_fraction=0, the presets' choice)", ["data.pad_fraction=0"]),
+    "no augmentation": ("none", ["data.augment=none"]),
+    "random erasing": ("basic + random erasing 0.25", ["data.random_erasing=0.25"]),
+    "flip only": ("flip only (data.pad_fraction=0, the presets' choice)", ["data.pad_fraction=0"]),
     "label smoothing": ("0.0", ["model.label_smoothing=0.0"]),
     # time-to-accuracy levers (issue #21): FixRes, a compiled step, a larger backbone at the same size
-    "test resolution": ("validate and test at 80 px (FixRes; trained at 64)", ["model.test_input_size=80"]),
-    "test resolution ": ("validate and test at 96 px (trained at 64)", ["model.test_input_size=96"]),
+    "test at 80 px": ("validate and test at 80 px (FixRes; trained at 64)", ["model.test_input_size=80"]),
+    "test at 96 px": ("validate and test at 96 px (trained at 64)", ["model.test_input_size=96"]),
     "compile": ("model.compile=true (inductor's C++ backend; compile time counted)", ["model.compile=true"]),
-    "backbone": ("EfficientNet-Lite1 at 64 px", ["model=efficientnet_lite1_offline"]),
-    "backbone ": ("EfficientNet-Lite2 at 64 px", ["model=efficientnet_lite2_offline"]),
+    "backbone lite1": ("EfficientNet-Lite1 at 64 px", ["model=efficientnet_lite1_offline"]),
+    "backbone lite2": ("EfficientNet-Lite2 at 64 px", ["model=efficientnet_lite2_offline"]),
     # partial fine-tuning: no backward pass through the stem and first three stages (Lite0's 6 groups)
-    "partial": ("strategy=partial (first 6 layer groups frozen, ImageNet BatchNorm statistics)",
-                ["strategy=partial"]),
-    "partial ": ("strategy=partial callbacks.freeze.train_bn=true (frozen groups' BatchNorm adapts)",
-                 ["strategy=partial", "callbacks.freeze.train_bn=true"]),
-    "partial  ": ("the stem and first 3 blocks frozen, BatchNorm adapting, the time saved spent on 1.4 passes",
-                  ["strategy=partial", "strategy.frozen_groups=4", "callbacks.freeze.train_bn=true",
-                   "data.passes_per_epoch=1.4"]),
-    "partial   ": ("the stem and first 3 blocks frozen, ImageNet's statistics (cpu_transfer's choice until 2026-12-06)",
-                   ["strategy=partial", "strategy.frozen_groups=4"]),
+    "partial 6 frozen": ("strategy=partial (first 6 layer groups frozen, ImageNet BatchNorm statistics)",
+                         ["strategy=partial"]),
+    "partial 6 bn": ("strategy=partial callbacks.freeze.train_bn=true (frozen groups' BatchNorm adapts)",
+                     ["strategy=partial", "callbacks.freeze.train_bn=true"]),
+    "partial 4 bn 1.4 passes": ("the stem and first 3 blocks frozen, BatchNorm adapting, 1.4 passes (time saved)",
+                                ["strategy=partial", "strategy.frozen_groups=4", "callbacks.freeze.train_bn=true",
+                                 "data.passes_per_epoch=1.4"]),
+    "partial 4 frozen": ("the stem and first 3 blocks frozen, ImageNet's statistics (a former cpu_transfer choice)",
+                         ["strategy=partial", "strategy.frozen_groups=4"]),
     # the LR decay a cut-short run prefers (Li et al., 2020), and fewer backward passes (Jiang et al., 2019)
     "schedule": ("linear decay to zero (scheduler=linear)", ["scheduler=linear"]),
     "selective backprop": ("backward on the hardest half of each batch (model.backprop_fraction=0.5)",
                            ["model.backprop_fraction=0.5"]),
-    "selective backprop ": ("the hardest half, over 1.4 passes (+ data.passes_per_epoch=1.4)",
-                            ["model.backprop_fraction=0.5", "data.passes_per_epoch=1.4"]),
+    "selective backprop 1.4 passes": ("the hardest half, over 1.4 passes (+ data.passes_per_epoch=1.4)",
+                                      ["model.backprop_fraction=0.5", "data.passes_per_epoch=1.4"]),
     # BatchNorm statistics recomputed with the final weights (Wu & Johnson, 2021); small images early, the
     # time they save spent on passes (progressive resizing, as FFCV and fast.ai schedule it)
     "precise bn": ("callbacks.precise_bn.images=4096 before each validation", ["callbacks.precise_bn.images=4096"]),
@@ -81,9 +81,9 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
 # rows run only where this CPU has bf16 units (bf16 elsewhere is emulated, and slower)
 BF16_ROWS: dict[str, tuple[str, list[str]]] = {
     "bf16": ("bf16 autocast (this CPU has bf16 units)", ["trainer.precision=bf16-mixed"]),
-    "frozen bf16": ("row `partial   ` with the frozen blocks' forward in bf16 (strategy.frozen_precision=bf16)",
+    "frozen bf16 4": ("row `partial 4 frozen` with the frozen blocks' forward in bf16 (strategy.frozen_precision=bf16)",
                     ["strategy=partial", "strategy.frozen_groups=4", "strategy.frozen_precision=bf16"]),
-    "frozen bf16 ": ("the stem and first 4 blocks frozen, their forward in bf16 (experiment=cpu_transfer's choice)",
+    "frozen bf16 5": ("the stem and first 4 blocks frozen, their forward in bf16 (experiment=cpu_transfer's choice)",
                      ["strategy=partial", "strategy.frozen_groups=5", "strategy.frozen_precision=bf16"]),
 }
 
@@ -127,11 +127,11 @@ def main(argv: list[str]) -> None:
     if not cpu_bf16_units():
         print("bf16: not run (this CPU has no avx512_bf16 or amx_bf16 flag: bf16 would be emulated)", flush=True)
     for knob, (setting, overrides) in variants().items():
-        if args.only and knob.strip() not in args.only and knob != "baseline":
+        if args.only and knob not in args.only and knob != "baseline":
             continue
-        m = run(root, out / f"{knob.strip().replace(' ', '_')}_{len(rows)}", overrides)
+        m = run(root, out / f"{knob.replace(' ', '_')}_{len(rows)}", overrides)
         base = base or m
-        rows.append({"knob": knob.strip(), "setting": setting, "val_acc": m["val/acc_best"],
+        rows.append({"knob": knob, "setting": setting, "val_acc": m["val/acc_best"],
                      "delta_val": m["val/acc_best"] - base["val/acc_best"], "test_acc": m["test/acc"],
                      "wall_s": m["wall_s"]})
         print(rows[-1], flush=True)

@@ -84,10 +84,7 @@ class FreezeSchedule(BaseFinetuning):
                                              self.groups_per_epoch)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        max_epochs = trainer.max_epochs
-        if max_epochs is not None and max_epochs >= 0 and self.freeze_epochs > max_epochs:
-            raise ConfigError(f"callbacks.freeze.freeze_epochs={self.freeze_epochs} > trainer.max_epochs="
-                              f"{max_epochs}; use freeze_epochs <= max_epochs (= max_epochs: linear probe)")
+        max_epochs = trainer.max_epochs  # freeze_epochs <= max_epochs: a rule of the config (runs/limits.py)
         backbone = pl_module.backbone
         self._eligible = set(pl_module.trainable_backbone())
         if self.unfreeze == "gradual" or self.patterns:

@@ -18,13 +18,13 @@ def test_the_baseline_is_one_pass_of_full_fine_tuning_whatever_the_preset_choose
     assert base.strategy.name == "full" and base.data.passes_per_epoch == 1
     assert base.callbacks.probe_head.images is None  # a random head, as every row before the probe existed
     assert cfg(*VARIANTS["probe head"][1]).callbacks.probe_head.images == 2048
-    partial = cfg(*VARIANTS["partial"][1]).strategy
+    partial = cfg(*VARIANTS["partial 6 frozen"][1]).strategy
     assert (partial.frozen_groups, partial.frozen_precision) == (6, "fp32")  # the row says 6 groups, as stored
-    assert cfg(*VARIANTS["partial  "][1]).strategy.frozen_groups == 4
-    fp32, bf16 = cfg(*VARIANTS["partial   "][1]).strategy, cfg(*BF16_ROWS["frozen bf16"][1]).strategy
+    assert cfg(*VARIANTS["partial 4 bn 1.4 passes"][1]).strategy.frozen_groups == 4
+    fp32, bf16 = cfg(*VARIANTS["partial 4 frozen"][1]).strategy, cfg(*BF16_ROWS["frozen bf16 4"][1]).strategy
     assert {**fp32, "frozen_precision": "bf16"} == bf16 and fp32.frozen_precision == "fp32"  # one change
-    five = cfg(*BF16_ROWS["frozen bf16 "][1]).strategy
-    assert {**bf16, "frozen_groups": 5} == five  # one more frozen block than `frozen bf16`, nothing else
+    five = cfg(*BF16_ROWS["frozen bf16 5"][1]).strategy
+    assert {**bf16, "frozen_groups": 5} == five  # one more frozen block than `frozen bf16 4`, nothing else
 
 
 @pytest.mark.parametrize("knob", list(ROWS))
@@ -33,3 +33,9 @@ def test_every_recipe_row_composes_and_validates(knob, tmp_path):
     _, overrides = ROWS[knob]
     cfg = make_cfg(["experiment=cpu_transfer", f"data.root={tmp_path}", *BASELINE, *overrides], tmp_path / "run")
     validate_config(cfg)
+
+
+def test_row_names_that_read_the_same_are_the_same_row():
+    """Names differing only by spaces or case printed as two rows that read alike ("frozen bf16")."""
+    shown = [" ".join(k.split()).lower() for k in ROWS]
+    assert len(set(shown)) == len(ROWS) and all(k == " ".join(k.split()) for k in ROWS)

@@ -66,10 +66,17 @@ def test_full_finetune_and_linear_probe(cfg_factory):
 
 
 def test_freeze_epochs_beyond_max_epochs_is_rejected(cfg_factory):
+    """One rule, in one place (runs/limits.py), before anything is built."""
+    from cifar_ft.runs.limits import check_limits
+
+    cfg = cfg_factory("trainer.max_epochs=2", "callbacks.freeze.freeze_epochs=3")
     with pytest.raises(Exception) as info:
-        train(cfg_factory("trainer.max_epochs=2", "callbacks.freeze.freeze_epochs=3"))
+        train(cfg)
     err = find_user_error(info.value)
     assert isinstance(err, ConfigError) and "freeze_epochs=3 > trainer.max_epochs=2" in str(err)
+    values = {"callbacks.freeze.freeze_epochs": 3, "trainer.max_epochs": 2}
+    with pytest.raises(ConfigError, match="freeze_epochs=3 > trainer.max_epochs=2"):
+        check_limits(lambda key: values.get(key), object())
 
 
 @pytest.mark.parametrize("unfreeze", ["gradual", "all"])

@@ -149,3 +149,29 @@ def test_a_run_shorter_than_its_warmup_or_logging_interval_is_told_and_still_get
     assert sum("longer than the whole run" in r.message for r in caplog.records) == 1
     assert (Path(cfg.paths.output_dir) / "curves.png").is_file()  # epoch metrics, and a note for the rest
     assert short_run_warnings(cfg_factory("trainer.max_epochs=5"), 480) == []
+
+
+def test_every_rule_names_a_key_some_config_has():
+    """A misspelt RULES or CHOICES key would be skipped silently (keys absent from a command's config are);
+    each must be a key of some composition of the real conf/."""
+    from omegaconf import OmegaConf
+
+    from cifar_ft.runs.compose import compose_config
+    from cifar_ft.runs.validate import CHOICES, RULES
+
+    compositions = [("train", []), ("train", ["strategy=lora"]), ("train", ["strategy=vpt", "model=vit_tiny"]),
+                    ("train", ["strategy=partial"]), ("train", ["strategy=bitfit"]), ("train", ["data=image_folder"]),
+                    ("train", ["robustness=corruptions"]), ("train", ["scheduler=plateau"]), ("train", ["optimizer=sgd"]),
+                    ("train", ["experiment=smoke"]), ("eval", []), ("predict", []), ("export", [])]
+    keys: set[str] = set()
+    for name, overrides in compositions:
+        cfg = OmegaConf.to_container(compose_config(overrides, config_name=name), resolve=False)
+
+        def walk(node, prefix=""):
+            for k, v in node.items():
+                keys.add(prefix + str(k))
+                if isinstance(v, dict):
+                    walk(v, prefix + str(k) + ".")
+        walk(cfg)
+    missing = sorted(k for k in [*RULES, *CHOICES] if k not in keys)
+    assert not missing, missing
