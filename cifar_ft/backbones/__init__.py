@@ -1,6 +1,6 @@
 """Pretrained feature extractors: `create_backbone` over the `SOURCES` registry, and their layer groups.
 
-Every backbone returned maps images (B, 3, H, W) to pooled features (B, num_features), has no
+Every backbone returned maps images (B, 3, H, W) to pooled features (B, `feature_width(backbone)`), has no
 classifier, and can be split into layer groups (timm's `group_matcher`) for gradual unfreezing and
 layer-wise LR decay. Plain torch: no Lightning, no Hydra (import-linter contract).
 
@@ -51,6 +51,14 @@ def create_backbone(name: str, pretrained: bool | str = True, source: str = "tim
     if isinstance(pretrained, str):
         load_into(model, offline.weights_file(pretrained), trust_weights)
     return model
+
+
+def feature_width(backbone: nn.Module) -> int:
+    """The width of the pooled features the backbone outputs: timm's `head_hidden_size` where the model
+    keeps a head stage of its own after pooling (MobileNetV3's and GhostNet's conv head: 1,024 or 1,280
+    out of 576 or 960 `num_features`), else `num_features`."""
+    hidden = getattr(backbone, "head_hidden_size", None)
+    return int(hidden) if isinstance(hidden, int) and hidden > 0 else int(backbone.num_features)
 
 
 def layer_groups(backbone: nn.Module, patterns: list[str] | None = None) -> list[list[str]]:

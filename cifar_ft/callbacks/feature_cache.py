@@ -14,6 +14,7 @@ import lightning as L
 import torch
 from tqdm.auto import tqdm
 
+from cifar_ft.backbones import feature_width
 from cifar_ft.callbacks.stop_on_signal import stop_if_signalled, take_over_signals
 from cifar_ft.contracts import FinetunableModule, FrozenPhaseData
 
@@ -46,7 +47,7 @@ def compute_features(trainer: L.Trainer, dm: FrozenPhaseData, module: Finetunabl
 
 def cache_bytes(dm: FrozenPhaseData, module: FinetunableModule) -> int:
     """Upper bound on the cache's size: float32 features for train + val."""
-    return sum(dm.split_size(s) for s in SPLITS) * module.backbone.num_features * 4
+    return sum(dm.split_size(s) for s in SPLITS) * feature_width(module.backbone) * 4
 
 
 def whole_epochs(trainer: L.Trainer, split: str) -> bool:

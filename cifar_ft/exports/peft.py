@@ -29,8 +29,9 @@ def export_adapter(model: ImageClassifier, out: Path, info: ExportInfo) -> list[
 
     net = to_timm(model, strategy.base(model.backbone))
     files = write_timm(net, out / "base", info)  # before get_peft_model injects adapters into `net`
-    slot = net.pretrained_cfg["classifier"]
-    peft_model = get_peft_model(net, strategy.peft_config(modules_to_save=[slot]))
+    slot = net.pretrained_cfg["classifier"]  # two for a distilled DeiT, both holding our head
+    slots = [slot] if isinstance(slot, str) else list(slot)
+    peft_model = get_peft_model(net, strategy.peft_config(modules_to_save=slots))
     peft_model.peft_config["default"].base_model_name_or_path = str(model.hparams.backbone)
     ours = {n: p.detach() for n, p in model.backbone.named_parameters() if ".lora_" in n}
     theirs = dict(peft_model.base_model.model.named_parameters())

