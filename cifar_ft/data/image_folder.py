@@ -231,6 +231,9 @@ class ImageFolderDataModule(ImageDataModule):
         names = None
         for split in present:
             loaded[split], names = self._read(source, split, names)
+            if len(names) < 2:  # first: every later check (hold-outs, batch size) assumes classes to tell apart
+                raise ConfigError(f"data.root={self.root!r}: {split}/ holds {len(names)} class folder(s) "
+                                  f"({', '.join(names) or 'none'}); a classifier needs at least 2, one folder each")
         train = loaded["train"]
         total = len(train) if train is not None else 0  # fractions are of the whole train/ folder
         if train is not None and loaded["test"] is None:  # before subsampling: a stable test split

@@ -189,7 +189,7 @@ def validate_config(cfg: DictConfig) -> None:
     check_limits(lambda key: _get(cfg, key), _MISSING)
     check_devices(_get(cfg, "trainer.accelerator"), _get(cfg, "trainer.devices"))
     _check_targets(cfg)
-    for node in ("data", "model", "strategy", "scheduler"):
+    for node in ("data", "model", "strategy", "scheduler", "optimizer"):
         _check_known_keys(cfg, node)
     _check_regexes(cfg)
 

@@ -188,3 +188,11 @@ def test_too_few_max_train_images_for_the_classes_is_named(tmp_path):
     with pytest.raises(ConfigError, match=r"data.max_train_images=2 is too few for 3 classes; valid: at least 6"):
         dm.setup("fit")
     ImageFolderDataModule(root=str(tmp_path), max_train_images=6, **{**KW, "val_size": 3, "batch_size": 2}).setup("fit")
+
+
+def test_a_one_class_folder_is_named_first_not_its_batch_size(tmp_path):
+    """With one class and few images the first error was `data.batch_size=... is larger than the training
+    set`; the class count comes first, as a user fixes them."""
+    write_folder(tmp_path, per_class=3, classes=("cat",))
+    with pytest.raises(ConfigError, match=r"train/ holds 1 class folder\(s\) \(cat\); a classifier needs at least 2"):
+        ImageFolderDataModule(root=str(tmp_path), **{**KW, "batch_size": 64}).setup("fit")

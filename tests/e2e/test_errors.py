@@ -153,6 +153,7 @@ BAD_INPUTS = [
     ("train", ["robustness=corruptions", "robustness.corruptions=[fog,fog]"], "'fog' is listed twice"),
     ("train", ["calibrate=temperature", "data.val_size=0"], "calibrate=temperature with data.val_size=0"),
     ("train", ["--experimental-rerun", "{run}/config.pickle"], "Hydra would unpickle that file"),
+    ("train", ["+optimizer.lrr=1e-3"], "optimizer.lrr: unknown optimizer option for AdamW. Did you mean: lr?"),
 ]
 
 
