@@ -125,7 +125,10 @@ class StopOnSignal(L.Callback):
         if saved:
             if trainer.validating and not trainer.sanity_checking:
                 _rewind_validation(trainer)
-            trainer.save_checkpoint(self.path)
+            # the whole training state, for an exact resume (Lightning's `weights_only` means "save only the
+            # weights" here, not torch.load's safe loading; left unset, Lightning logs a line that reads as if
+            # our checkpoints were loaded unsafely)
+            trainer.save_checkpoint(self.path, weights_only=False)
         name = self._signal or "SIGTERM"  # a rank that was not signalled itself follows the others
         log.warning("%s during %s at epoch %d, step %d: %s", name, phase, trainer.current_epoch, trainer.global_step,
                     f"saved {self.path}" if saved else "nothing to save" if trainer.state.fn != "fit"

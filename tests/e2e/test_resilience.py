@@ -142,6 +142,7 @@ def test_sigint_finishes_the_step_and_saves_a_checkpoint(tmp_path):
     proc = cli(run_dir, *signal_at(STEPS_PER_EPOCH + 3, "SIGINT"))
     assert proc.returncode == 128 + signal.SIGINT, proc.stderr[-3000:]
     assert proc.stderr.strip().splitlines()[-1].startswith(f"stopped by SIGINT at step {STEPS_PER_EPOCH + 3}")
+    assert "weights_only` was not set" not in proc.stdout + proc.stderr  # reads as unsafe loading: not said
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == STEPS_PER_EPOCH + 3 and ckpt["epoch"] == 1
 
