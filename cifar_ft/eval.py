@@ -7,9 +7,9 @@ from pathlib import Path
 
 import lightning as L
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import RichProgressBar
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from cifar_ft.callbacks.progress import progress_bar
 from cifar_ft.callbacks.stop_on_signal import StopOnSignal
 from cifar_ft.data.registry import build_data
 from cifar_ft.reports.artifacts import git_commit, to_float_dict, write_metrics, write_test_predictions
@@ -47,7 +47,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         model.hparams.tta = cfg.tta
     temperature = choose_temperature(model, cfg.get("calibrate"), cfg.ckpt_path)
     print_config(cfg)
-    bar = [RichProgressBar()] if cfg.trainer.get("enable_progress_bar", True) else []
+    bar = [progress_bar()] if cfg.trainer.get("enable_progress_bar", True) else []  # lines in a log file
     stop = StopOnSignal(str(Path(cfg.paths.output_dir) / "checkpoints"))  # SIGTERM: stop after the batch
     trainer: L.Trainer = build_trainer(cfg.trainer, [*bar, stop], [])
     trainer.test(model, datamodule=datamodule)

@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from cifar_ft.backbones import feature_width
+from cifar_ft.callbacks.progress import interactive, plain_progress
 from cifar_ft.callbacks.stop_on_signal import stop_if_signalled, take_over_signals
 from cifar_ft.contracts import FinetunableModule, FrozenPhaseData
 
@@ -32,8 +33,11 @@ def compute_features(trainer: L.Trainer, dm: FrozenPhaseData, module: Finetunabl
     was_training = module.backbone.training
     module.backbone.eval()
     shown = trainer.is_global_zero and trainer.progress_bar_callback is not None
-    bar = tqdm(loader, desc=f"[freeze] caching {split} features", unit="batch", leave=False, dynamic_ncols=True,
-               disable=None if shown else True)  # None: on a terminal only (a log file gets the summary line)
+    desc = f"[freeze] caching {split} features"
+    if shown and not interactive():  # a log file: lines, not a bar
+        bar = plain_progress(loader, desc, len(loader))
+    else:
+        bar = tqdm(loader, desc=desc, unit="batch", leave=False, dynamic_ncols=True, disable=None if shown else True)
     with trainer.precision_plugin.forward_context():
         for batch_idx, (images, _, index) in enumerate(bar):
             stop_if_signalled(trainer, f"the feature cache ({split})", batch_idx)  # SIGTERM: stop in seconds

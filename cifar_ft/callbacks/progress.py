@@ -1,11 +1,96 @@
-"""What a run shows on the console: a progress bar that costs nothing between logging steps, and a
-model summary without a FLOPs count Lightning cannot make for our module."""
+"""What a run shows on the console: on a terminal, a progress bar that costs nothing between logging steps;
+where the output goes to a file (a cluster job's log), plain progress lines every `every_s` seconds, since
+a bar draws nothing there; and a model summary without a FLOPs count Lightning cannot make for our module."""
 from __future__ import annotations
 
-from typing import Any
+import logging
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
 
 import lightning as L
-from lightning.pytorch.callbacks import RichModelSummary, RichProgressBar
+from lightning.pytorch.callbacks import ProgressBar, RichModelSummary, RichProgressBar
+
+log = logging.getLogger("cifar_ft")
+T = TypeVar("T")
+
+
+def interactive() -> bool:
+    """Whether the console is a terminal (a bar redraws there; a file gets lines)."""
+    return sys.stdout.isatty()
+
+
+def progress_bar(refresh_rate: int = 1, every_s: float = 30.0) -> ProgressBar:
+    """`callbacks.progress_bar`: the rich bar on a terminal, `PlainProgress` lines elsewhere."""
+    return LoggedLossProgressBar(refresh_rate=refresh_rate) if interactive() else PlainProgress(every_s)
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(max(0.0, seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def plain_progress(items: Iterable[T], desc: str, total: int, every_s: float = 30.0) -> Iterator[T]:
+    """`items`, with a line `desc: i/total (pct), elapsed, left` every `every_s` seconds and at the end,
+    for passes outside the training loop (feature cache, calibration, corruptions) when not on a terminal."""
+    start = last = time.monotonic()
+    for i, item in enumerate(items, 1):
+        yield item
+        now = time.monotonic()
+        if now - last >= every_s or i == total:
+            last, rate = now, (now - start) / i
+            log.info("%s: %d/%d (%.0f%%), elapsed %s, left %s", desc, i, total, 100 * i / max(1, total),
+                     _clock(now - start), _clock(rate * (total - i)))
+
+
+class PlainProgress(ProgressBar):
+    """A line every `every_s` seconds of training (and one at the end of each validation and test): step of
+    total, epoch, images/s, the loss the logger last read, elapsed and left. The loss is read from what
+    the logger already holds, once per line: no host sync per step."""
+
+    def __init__(self, every_s: float = 30.0) -> None:
+        super().__init__()
+        self.every_s, self._enabled = float(every_s), True
+        self._start = self._last = 0.0
+        self._images, self._first_step = 0, 0
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = self._last = time.monotonic()
+        self._images, self._first_step = 0, trainer.global_step  # a resumed run counts from where it was
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
+                           ) -> None:
+        self._images += len(batch[0]) if isinstance(batch, (list, tuple)) else 0
+        now = time.monotonic()
+        if not self._enabled or not trainer.is_global_zero or now - self._last < self.every_s:
+            return
+        self._last, done = now, trainer.global_step - self._first_step
+        total = trainer.estimated_stepping_batches
+        left = (now - self._start) / max(1, done) * max(0, total - trainer.global_step)
+        loss = trainer.logged_metrics.get("train/loss")
+        log.info("step %d/%d, epoch %d, %.1f images/s, loss %s, elapsed %s, left %s", trainer.global_step, total,
+                 trainer.current_epoch, self._images / max(1e-9, now - self._start),
+                 f"{float(loss):.4f}" if loss is not None else "-", _clock(now - self._start), _clock(left))
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._summary(trainer, "val/", "validation")
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._summary(trainer, "test/", "test")
+
+    def _summary(self, trainer: L.Trainer, prefix: str, what: str) -> None:
+        if not self._enabled or not trainer.is_global_zero or trainer.sanity_checking:
+            return
+        shown = {k: round(float(v), 4) for k, v in trainer.callback_metrics.items() if k.startswith(prefix)
+                 and k.count("/") == 1 and k.split("/")[1] in ("acc", "loss")}
+        log.info("%s done at step %d: %s", what, trainer.global_step, shown)
 
 
 class LoggedLossProgressBar(RichProgressBar):

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torchmetrics.functional.classification import multiclass_calibration_error
 
+from cifar_ft.callbacks.progress import interactive, plain_progress
 from cifar_ft.callbacks.stop_on_signal import stop_if_signalled, take_over_signals
 from cifar_ft.contracts import CalibratableModule, FrozenPhaseData
 from cifar_ft.errors import ConfigError
@@ -64,7 +65,10 @@ def split_log_probs(trainer: L.Trainer, dm: FrozenPhaseData, module: Calibratabl
     """(log-probabilities (N, C) float64, labels (N,)) of every image of `split`, in index order, CPU."""
     transform, out, labels = dm.eval_transform(), [], []
     with trainer.precision_plugin.forward_context():
-        for batch_idx, (images, y, _) in enumerate(dm.ordered_loader(split)):
+        loader = dm.ordered_loader(split)
+        if trainer.is_global_zero and not interactive():  # a log file: where the calibration pass is
+            loader = plain_progress(loader, f"temperature scaling ({split} split)", len(loader))
+        for batch_idx, (images, y, _) in enumerate(loader):
             stop_if_signalled(trainer, "temperature scaling (validation split)", batch_idx)
             out.append(module.tta_log_probs(transform(images.to(module.device, non_blocking=True))).double().cpu())
             labels.append(y)

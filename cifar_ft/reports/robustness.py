@@ -25,6 +25,7 @@ import torch
 from torchmetrics.functional.classification import multiclass_calibration_error
 from tqdm.auto import tqdm
 
+from cifar_ft.callbacks.progress import interactive, plain_progress
 from cifar_ft.callbacks.stop_on_signal import stop_on_signals
 from cifar_ft.data.corruptions import CORRUPTIONS, SEVERITIES, TorchDraws
 from cifar_ft.errors import ConfigError, check_choice
@@ -88,7 +89,9 @@ def evaluate_corruptions(model, images: torch.Tensor, labels: torch.Tensor, tran
     clean = run(lambda batch, k: batch)["acc"]
     todo = [(c, s) for c in cfg.corruptions for s in cfg.severities]
     rows = []
-    for name, severity in tqdm(todo, desc="corruptions", unit="condition", disable=None if show_progress else True):
+    shown = plain_progress(todo, "corruptions", len(todo)) if show_progress and not interactive() else \
+        tqdm(todo, desc="corruptions", unit="condition", disable=None if show_progress else True)
+    for name, severity in shown:
         def corrupt(batch: torch.Tensor, k: int, name=name, severity=severity) -> torch.Tensor:
             gen = torch.Generator(device=device).manual_seed(batch_seed(cfg.seed, name, severity, k))
             return CORRUPTIONS[name](batch, severity, TorchDraws(gen))
