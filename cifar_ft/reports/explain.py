@@ -96,6 +96,12 @@ def grad_cam_available() -> bool:
     return True
 
 
+def image_name(dataset, index: int) -> str:
+    """An image as a user finds it: `class/file.jpg` for a folder's image, `#index` in the split otherwise."""
+    paths = getattr(getattr(dataset, "data", None), "paths", None)
+    return "/".join(Path(paths[index]).parts[-2:]) if paths else f"#{index}"
+
+
 def write_mistakes(model, datamodule, rows: torch.Tensor | None, class_names: list[str], path: Path,
                    count: int = 16) -> Path | None:
     """mistakes.png: the `count` most confidently wrong test images (rows: index, label, prediction,
@@ -116,7 +122,7 @@ def write_mistakes(model, datamodule, rows: torch.Tensor | None, class_names: li
     model.eval()
     maps = activation_maps(model, x, wrong[:, 2].long().tolist())
     model.train(was_training)
-    titles = [f"#{int(i)} true {class_names[int(t)]}\npred {class_names[int(p)]} ({c:.2f})"
+    titles = [f"{image_name(test, int(i))} true {class_names[int(t)]}\npred {class_names[int(p)]} ({c:.2f})"
               for i, t, p, c in zip(index, wrong[:, 1], wrong[:, 2], wrong[:, 3].tolist())]
     fig = image_grid(overlay(x, model.hparams.mean, model.hparams.std, maps), titles,
                      f"The {len(wrong)} most confident mistakes of {len(rows)} test images (Grad-CAM of the "

@@ -58,3 +58,16 @@ def test_the_explained_layer_is_the_last_feature_map_or_the_last_vit_block():
         maps = activation_maps(model, x[:, :, :size, :size], [0, 1])
         assert maps.shape == (2, size, size) and maps.min() >= 0 and maps.max() <= 1 + 1e-6
         assert not torch.allclose(activation_maps(model, x[:1, :, :size, :size], [2]), maps[:1])
+
+
+def test_mistakes_name_a_folder_image_by_its_file_and_others_by_index(tmp_path):
+    """mistakes.png titles: `cat/0042.jpg` for an image folder's test image (a user can open it), `#7` else."""
+    import torch
+
+    from cifar_ft.data.images import ImageSet, TensorImageDataset
+    from cifar_ft.reports.explain import image_name
+
+    images, labels = torch.zeros(2, 3, 8, 8, dtype=torch.uint8), torch.tensor([0, 1])
+    named = TensorImageDataset(ImageSet(images, labels, [str(tmp_path / "test" / "cat" / "0042.jpg"), "dog/7.png"]))
+    assert image_name(named, 0) == "cat/0042.jpg" and image_name(named, 1) == "dog/7.png"
+    assert image_name(TensorImageDataset(ImageSet(images, labels)), 1) == "#1"
