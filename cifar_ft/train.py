@@ -30,6 +30,12 @@ warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode a
 register_sweeper()    # hparams_search=optuna, also where Hydra's plugin scan misses editable installs
 
 
+def hparam_metrics(cfg: DictConfig) -> list[str]:
+    """What summarises a run in TensorBoard's HPARAMS tab."""
+    return [cfg.optimized_metric, "test/acc", "test/f1_macro", "test/ece", "test/nll", "model/trainable_pct",
+            "model/peak_memory_mb"]
+
+
 def train(cfg: DictConfig) -> float | None:
     """One run; returns `cfg.optimized_metric` (best value seen) for sweepers."""
     start = time.time()
@@ -65,8 +71,6 @@ def train(cfg: DictConfig) -> float | None:
     provenance = record(cfg.data, datamodule)  # in every checkpoint: eval tests these held-out images
     scaling = [TemperatureScaling()] if calibrate else []  # fitted at the start of the final test
     trainer = build_trainer(cfg.trainer, [*callbacks, *pruning, *scaling, RecordData(provenance)], loggers)
-    log_hparams(loggers, cfg, [cfg.optimized_metric, "test/acc", "test/f1_macro", "test/ece", "test/nll",
-                               "model/trainable_pct", "model/peak_memory_mb"])
     fit_start = time.time()
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=not trust)
     fit_time = time.time() - fit_start
@@ -86,6 +90,7 @@ def train(cfg: DictConfig) -> float | None:
         write_test_artifacts(loggers, model.confusion, model.test_predictions, model.class_names, output_dir)
         write_mistakes(model, datamodule, model.test_predictions, model.class_names, output_dir / "mistakes.png")
         log.info("Test: %s", {k: round(v, 4) for k, v in metrics.items() if k.count("/") == 1 and k[:5] == "test/"})
+    log_hparams(loggers, cfg, {k: metrics.get(f"{k}_best", metrics.get(k)) for k in hparam_metrics(cfg)})
     if corruptions is not None:  # the test's results are written already: a stop here keeps them
         metrics.update(after_test(corruptions, trainer, model, datamodule, output_dir))
         if trainer.is_global_zero:

@@ -113,11 +113,14 @@ def config_summary(cfg: DictConfig) -> list[str]:
     return lines
 
 
-def log_hparams(loggers: list, cfg: DictConfig, metric_names: list[str]) -> None:
-    """Flattened config into TensorBoard's HPARAMS tab, tied to the metrics that summarise a run."""
+def log_hparams(loggers: list, cfg: DictConfig, results: dict[str, float | None]) -> None:
+    """Flattened config into TensorBoard's HPARAMS tab, with the run's results once it has them, under
+    `hp/<name>` (one point each): a placeholder logged at the start would put a NaN point at step 0 on
+    the curves themselves."""
     flat = flatten(OmegaConf.to_container(cfg, resolve=True))
+    metrics = {f"hp/{k}": float(v) for k, v in results.items() if isinstance(v, (int, float))}
     for logger in loggers:
-        logger.log_hyperparams(flat, metrics={name: float("nan") for name in metric_names})
+        logger.log_hyperparams(flat, metrics=metrics)
 
 
 def flatten(d: dict, prefix: str = "") -> dict:

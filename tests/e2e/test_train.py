@@ -142,3 +142,19 @@ def test_run_directory_artifacts(cfg_factory):
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0 <= metrics["test/ece"] <= metrics["test/mce"] <= 1 and metrics["test/nll"] > 0
     assert 0 <= metrics["test/brier"] <= 2
+
+
+def test_tensorboard_curves_hold_no_placeholder_point_and_hparams_hold_the_results(smoke_run):
+    """No NaN point at step 0 on any curve (a placeholder for the HPARAMS tab used to be logged there); the
+    tab's metrics are the run's own results, under hp/<name>."""
+    import json
+    import math
+
+    from cifar_ft.reports.figures import read_scalars
+
+    scalars = read_scalars(smoke_run / "tensorboard")
+    curves = {tag: points for tag, points in scalars.items() if not tag.startswith("hp/")}
+    assert curves and all(not math.isnan(v) for points in curves.values() for _, v in points)
+    metrics = json.loads((smoke_run / "metrics.json").read_text())
+    assert scalars["hp/val/acc"][-1][1] == pytest.approx(metrics["val/acc_best"])
+    assert scalars["hp/test/acc"][-1][1] == pytest.approx(metrics["test/acc"])
