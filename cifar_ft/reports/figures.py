@@ -99,11 +99,15 @@ def plot_curves(tb_dir: Path, path: Path) -> Path | None:
 
 
 def sweep_figure(groups: list[dict], curves: dict[str, list[list[float]]], metric: str):
-    """Per group: val/acc per epoch (mean over seeds, band = min..max), and test/acc with error bars (std)."""
+    """Per group: val/acc per epoch (mean over seeds; band min..max only with two seeds or more), and test/acc
+    (error bars: std, only with two seeds or more). The legend sits below the curves, labels wrapped, and
+    the layout is constrained: any number of groups and any name length fit, nothing is clipped."""
+    import textwrap
+
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    fig = Figure(figsize=(14, 4.5))
+    fig = Figure(figsize=(14, 4.5 + 0.22 * len(groups)), layout="constrained")
     left, right = fig.subplots(1, 2)
     for g in groups:
         runs = [c for c in curves.get(g["group"], []) if c]
@@ -112,23 +116,26 @@ def sweep_figure(groups: list[dict], curves: dict[str, list[list[float]]], metri
         length = min(len(c) for c in runs)
         stacked = torch.tensor([c[:length] for c in runs])
         epochs = list(range(length))
-        left.plot(epochs, stacked.mean(0).tolist(), marker="o", label=f"{g['group']} (n={g['n']})")
-        left.fill_between(epochs, stacked.min(0).values.tolist(), stacked.max(0).values.tolist(), alpha=0.2)
-    left.set(title="val/acc per epoch (mean, band: min..max over seeds)", xlabel="epoch", ylabel="val/acc")
+        left.plot(epochs, stacked.mean(0).tolist(), marker="o", label=textwrap.fill(f"{g['group']} (n={g['n']})", 70))
+        if len(runs) >= 2:
+            left.fill_between(epochs, stacked.min(0).values.tolist(), stacked.max(0).values.tolist(), alpha=0.2)
+    left.set(title="val/acc per epoch\n(mean; band min..max with 2+ seeds)", xlabel="epoch", ylabel="val/acc")
     left.xaxis.set_major_locator(MaxNLocator(integer=True))
     left.grid(alpha=0.3)
-    left.legend(fontsize=7)
-    names = [g["group"] for g in groups if "test/acc" in g]
-    means = [g["test/acc"] for g in groups if "test/acc" in g]
-    stds = [g["test/acc std"] for g in groups if "test/acc" in g]
-    right.bar(range(len(names)), means, yerr=stds, capsize=4, color="tab:blue", alpha=0.8)
-    right.set_xticks(range(len(names)), [n if len(n) < 30 else n[:27] + "..." for n in names], rotation=20,
-                     ha="right", fontsize=7)
+    handles, labels = left.get_legend_handles_labels()
+    if handles:  # below both panels, in space the constrained layout reserves for it
+        fig.legend(handles, labels, loc="outside lower left", fontsize=7, ncol=2 if len(labels) > 6 else 1,
+                   frameon=False)
+    shown = [g for g in groups if "test/acc" in g]
+    means = [g["test/acc"] for g in shown]
+    stds = [g["test/acc std"] if g.get("n", 1) >= 2 else 0.0 for g in shown]  # one seed: no interval to draw
+    right.bar(range(len(shown)), means, yerr=stds if any(stds) else None, capsize=4, color="tab:blue", alpha=0.8)
+    right.set_xticks(range(len(shown)), [n if len(n) < 30 else n[:27] + "..." for n in (g["group"] for g in shown)],
+                     rotation=20, ha="right", fontsize=7)
     # bars start at 0: a cut axis makes small differences look large
-    right.set(title=f"test/acc per group (mean ± std over seeds; ranked by {metric})", ylabel="test/acc",
+    right.set(title=f"test/acc per group\n(mean, ± std with 2+ seeds; ranked by {metric})", ylabel="test/acc",
               ylim=(0.0, min(1.0, max((m + s for m, s in zip(means, stds)), default=1.0) + 0.05)))
     right.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
     return fig
 
 

@@ -70,6 +70,14 @@ def write_study_view(study: optuna.Study, sweep_dir: Path, fixed: list[str]) -> 
     return view
 
 
+MIN_TRIALS_FOR_IMPORTANCES = 20  # below this, which parameter "mattered" is mostly which trials were drawn
+
+
+def importance_caveat(trials: int) -> str:
+    return (f"from {trials} trials only: importances are indicative (fewer than {MIN_TRIALS_FOR_IMPORTANCES} "
+            "complete trials)")
+
+
 def write_figures(study: optuna.Study, sweep_dir: Path, with_importances: bool) -> None:
     import matplotlib
 
@@ -85,12 +93,15 @@ def write_figures(study: optuna.Study, sweep_dir: Path, with_importances: bool) 
     if with_importances:
         plots["param_importances.png"] = lambda s: vis.plot_param_importances(
             s, evaluator=evaluator(), target=lambda t: t.values[0], target_name="first objective")
+    complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     for name, plot in plots.items():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Optuna marks its matplotlib figures experimental
             ax = plot(study)
         figure = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
         figure.set_size_inches(9, 5)
+        if name == "param_importances.png" and complete < MIN_TRIALS_FOR_IMPORTANCES:
+            figure.suptitle(importance_caveat(complete), color="tab:red", fontsize=9)
         figure.tight_layout()
         figure.savefig(sweep_dir / name, dpi=110)
         plt.close(figure)
@@ -116,7 +127,10 @@ def study_markdown(sweep_dir: Path) -> str:
         params = " ".join(f"{k}={v}" for k, v in b["params"].items())
         lines += [f"Best trial: {b['number']} (job directory {b['job']}), values {b['values']}: {params}"]
     if view["importances"]:
-        lines += ["", "| parameter | importance |", "|---|---|"]
+        complete = view["states"].get("COMPLETE", 0)
+        few = complete < MIN_TRIALS_FOR_IMPORTANCES
+        caveat = [f"Parameter importances {importance_caveat(complete)}."] if few else []
+        lines += ["", *caveat, "", "| parameter | importance |", "|---|---|"]
         lines += [f"| {k} | {v:.3f} |" for k, v in view["importances"].items()]
     lines += ["", "| trial | job | state | values | error |", "|---|---|---|---|---|"]
     lines += [f"| {t['number']} | {t['job']} | {t['state']} | {t['values'] or ''} | {t['error'] or ''} |"

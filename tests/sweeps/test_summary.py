@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from matplotlib.ticker import MaxNLocator
 
 from cifar_ft.reports.figures import sweep_figure
@@ -47,3 +48,45 @@ def test_compare_figure_has_whole_epoch_ticks(tmp_path):
     fig = _figure([{"dir": tmp_path}], ["0: run"])
     locator = fig.axes[1].xaxis.get_major_locator()
     assert isinstance(locator, MaxNLocator) and locator._integer
+
+
+@pytest.mark.parametrize("count,seeds", [(2, 1), (12, 2)])
+def test_the_sweep_figure_fits_any_number_of_groups_and_names_and_draws_intervals_only_with_seeds(count, seeds):
+    """Rendered with long group names: every text (legend included) lies inside the figure, the two panel
+    titles do not overlap, and with one seed per group no error bar or band is drawn."""
+    from matplotlib.collections import PolyCollection
+
+    from cifar_ft.reports.figures import sweep_figure
+
+    name = "model=efficientnet_lite0_offline optimizer.lr=0.0003 data.augment=trivialaugment strategy=lora #"
+    groups = [{"group": f"{name}{i}", "n": seeds, "test/acc": 0.5 + i / 100, "test/acc std": 0.02}
+              for i in range(count)]
+    curves = {g["group"]: [[0.3, 0.4 + i / 100, 0.5] for i in range(seeds)] for g in groups}
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = sweep_figure(groups, curves, "val/acc_best")
+    FigureCanvasAgg(fig).draw()  # as savefig draws it
+    renderer, box = fig.canvas.get_renderer(), fig.bbox
+    for extent in [*(ax.get_tightbbox(renderer) for ax in fig.axes), *(leg.get_window_extent(renderer)
+                                                                          for leg in fig.legends)]:
+        assert box.x0 - 1 <= extent.x0 and extent.x1 <= box.x1 + 1 and box.y0 - 1 <= extent.y0, extent
+        assert extent.y1 <= box.y1 + 1, extent
+    left, right = fig.axes
+    assert not left.title.get_window_extent(renderer).overlaps(right.title.get_window_extent(renderer))
+    bands = [c for c in left.collections if isinstance(c, PolyCollection)]
+    from matplotlib.container import ErrorbarContainer
+
+    errorbars = [c for c in right.containers if isinstance(c, ErrorbarContainer)]
+    assert (len(bands) > 0) == (seeds >= 2) and (len(errorbars) > 0) == (seeds >= 2)
+
+
+def test_importances_from_few_trials_carry_a_caveat(tmp_path):
+    from cifar_ft.sweeps.study_view import MIN_TRIALS_FOR_IMPORTANCES, study_markdown
+
+    view = {"study_name": "s", "directions": ["maximize"], "states": {"COMPLETE": 4}, "best": [],
+            "importances": {"optimizer.lr": 0.7, "model.label_smoothing": 0.3}, "trials": []}
+    (tmp_path / "study.json").write_text(json.dumps(view))
+    assert "Parameter importances from 4 trials only: importances are indicative" in study_markdown(tmp_path)
+    view["states"]["COMPLETE"] = MIN_TRIALS_FOR_IMPORTANCES
+    (tmp_path / "study.json").write_text(json.dumps(view))
+    assert "indicative" not in study_markdown(tmp_path)
