@@ -73,10 +73,15 @@ def curves_figure(tb_dir: Path):
         axes[0].text(0.5, 0.5, "no per-step loss logged\n(run shorter than trainer.log_every_n_steps)",
                      ha="center", va="center", transform=axes[0].transAxes)
     axes[0].set(title="train loss per iteration", xlabel="optimizer step", ylabel="loss")
+    for i, (step, _) in enumerate(s.get("train/resumed_at_step", [])):  # that epoch's train metrics: after it
+        axes[0].axvline(step, color="tab:red", ls="--", lw=0.8, label="resumed (epoch metrics: steps after)" if i == 0
+                        else None)
+    if s.get("train/resumed_at_step"):
+        axes[0].legend(fontsize=7)
     for ax, (name, train_tag, val_tag) in zip(axes[1:], [("accuracy", "train/acc", "val/acc"),
                                                           ("loss", "train/loss_epoch", "val/loss")]):
         for tag, label in ((train_tag, "train"), (val_tag, "val")):
-            points = list(enumerate(v for _, v in s.get(tag, []) if v == v))  # drop the NaN hparams placeholder
+            points = list(enumerate(v for _, v in s.get(tag, []) if v == v))  # runs before hp/ logged NaN here
             if points:
                 ax.plot(*zip(*points), marker="o", label=label)
         ax.set(title=f"{name} per epoch", xlabel="epoch", ylabel=name)
