@@ -41,6 +41,8 @@ def export_adapter(model: ImageClassifier, out: Path, info: ExportInfo) -> list[
     with torch.no_grad():
         for name, tensor in ours.items():
             theirs[name].copy_(tensor)
-    peft_model.save_pretrained(str(out))
+    # a vision model has no embedding layers to save: saying so skips peft's look-up of the base model's
+    # config on the hub (network noise, or a timeout, when offline)
+    peft_model.save_pretrained(str(out), save_embedding_layers=False)
     (out / "README.md").write_text(info.model_card)
     return [out / "adapter_config.json", out / "adapter_model.safetensors", out / "README.md", *files]
