@@ -21,6 +21,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+# What the LightningModule logs per validation epoch, and so what `optimized_metric` (best checkpoint, early
+# stopping, sweeps) can name (acc_top5 only with more than 5 classes): models/metrics.py logs them.
+MONITORABLE = tuple(f"val/{m}" for m in ("acc", "loss", "f1_macro", "precision_macro", "recall_macro", "acc_top5"))
+
 
 @runtime_checkable
 class FrozenPhaseData(Protocol):

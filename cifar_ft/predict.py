@@ -10,7 +10,7 @@ import torch
 from omegaconf import DictConfig, ListConfig
 from torch import nn
 
-from cifar_ft.data.image_folder import BAD_IMAGE_POLICIES
+from cifar_ft.data.folder_source import BAD_IMAGE_POLICIES
 from cifar_ft.data.images import IMAGE_SUFFIXES, decode_image
 from cifar_ft.data.transforms import BatchTransform
 from cifar_ft.errors import ConfigError, check_choice

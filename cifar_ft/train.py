@@ -1,112 +1,45 @@
-"""`python -m cifar_ft.train`: seed, data, model, callbacks, loggers, trainer, fit, test, artifacts."""
+"""`python -m cifar_ft.train`: one training run (`runs/fit.py`), or a job of a sweep.
+
+Light to import: the training stack is imported when a run starts, so `--help` and a one-line config error
+cost only the config checks. A job of a multirun hands its sweep's concerns (skip a finished job, resume an
+interrupted one, a trial's pruning) to the run as plain values."""
 from __future__ import annotations
 
 import logging
 import time
-import warnings
 from pathlib import Path
 
-import lightning as L
-from hydra.utils import instantiate
 from hydra_plugins.cifar_ft.optuna_sweeper import register as register_sweeper
 from omegaconf import DictConfig
 
-from cifar_ft.callbacks.temperature import TemperatureScaling
-from cifar_ft.reports.artifacts import ensure_writable, run_facts, to_float_dict, write_metrics, write_test_artifacts
-from cifar_ft.reports.explain import write_mistakes
-from cifar_ft.reports.robustness import after_test, robustness_config
-from cifar_ft.runs.build import build_callbacks, build_loggers, build_trainer, log_hparams, print_config
-from cifar_ft.runs.checkpoints import check_resumable, refuse_finished, resolve_ckpt, resume_target
 from cifar_ft.runs.entry import command, in_multirun
-from cifar_ft.runs.provenance import RecordData, record
-from cifar_ft.runs.validate import short_run_warnings, validate_config
-from cifar_ft.sweeps.jobs import previous_attempt, sweeper_settings
-from cifar_ft.sweeps.trial import trial_callbacks
+from cifar_ft.runs.validate import validate_config
 
 log = logging.getLogger("cifar_ft")
-# Frozen backbone modules (and their BatchNorm statistics) are in eval mode on purpose: the freeze
-# schedule puts them there (callbacks/freeze.py); Lightning's notice reads like a bug to users.
-warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
 register_sweeper()    # hparams_search=optuna, also where Hydra's plugin scan misses editable installs
-
-
-def hparam_metrics(cfg: DictConfig) -> list[str]:
-    """What summarises a run in TensorBoard's HPARAMS tab."""
-    return [cfg.optimized_metric, "test/acc", "test/f1_macro", "test/ece", "test/nll", "model/trainable_pct",
-            "model/peak_memory_mb"]
 
 
 def train(cfg: DictConfig) -> float | None:
     """One run; returns `cfg.optimized_metric` (best value seen) for sweepers."""
     start = time.time()
     validate_config(cfg)
+    from cifar_ft.reports.artifacts import ensure_writable  # from here on: the run itself
+    from cifar_ft.reports.robustness import robustness_config
+    from cifar_ft.runs.fit import fit_and_test
+
     corruptions = robustness_config(cfg.get("robustness"))
-    output_dir = Path(cfg.paths.output_dir)
-    ensure_writable(output_dir)
-    resume = bool(cfg.get("resume", False))
-    if in_multirun():  # a re-run sweep: skip finished jobs, resume interrupted ones
-        attempt = previous_attempt(cfg, output_dir, cfg.optimized_metric)
+    ensure_writable(Path(cfg.paths.output_dir))
+    resume, pruning = bool(cfg.get("resume", False)), []
+    if in_multirun():  # a re-run sweep: skip finished jobs, resume interrupted ones; a trial's pruning
+        from cifar_ft.sweeps.jobs import previous_attempt, sweeper_settings
+        from cifar_ft.sweeps.trial import trial_callbacks
+
+        attempt = previous_attempt(cfg, Path(cfg.paths.output_dir), cfg.optimized_metric)
         if attempt.action == "skip":
             return attempt.result
         resume = resume or attempt.action == "resume"
-    trust = bool(cfg.get("trust_checkpoint", False))
-    ckpt_path = resolve_ckpt(resume_target(cfg.get("ckpt_path"), resume), output_dir, trust)
-    if ckpt_path is not None:
-        refuse_finished(ckpt_path, output_dir, cfg.trainer.get("max_epochs"), cfg.trainer.get("max_steps"))
-    datamodule = instantiate(cfg.data)
-    datamodule.setup("fit")  # data problems (missing folders, batch larger than the data) come first
-    calibrate = cfg.get("calibrate") == "temperature"  # a fit always has a validation split (datamodule)
-    for warning in short_run_warnings(cfg, datamodule.split_size("train")):
-        log.warning(warning)
-    L.seed_everything(cfg.seed, workers=True)
-    model = instantiate(cfg.model, num_classes=datamodule.num_classes, class_names=datamodule.class_names,
-                        optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler),
-                        strategy=instantiate(cfg.get("strategy")), trust_weights=trust)
-    if ckpt_path is not None:  # before the config print and fit: a file fit cannot load is one line
-        check_resumable(ckpt_path, model, trust)
-    print_config(cfg)
-    loggers = build_loggers(cfg.get("logger"))
-    pruning = trial_callbacks(sweeper_settings(), cfg.optimized_metric)  # a trial of a pruned Optuna search
-    callbacks = build_callbacks(cfg.get("callbacks"), cfg.trainer.get("enable_progress_bar", True))
-    provenance = record(cfg.data, datamodule)  # in every checkpoint: eval tests these held-out images
-    scaling = [TemperatureScaling()] if calibrate else []  # fitted at the start of the final test
-    trainer = build_trainer(cfg.trainer, [*callbacks, *pruning, *scaling, RecordData(provenance)], loggers)
-    fit_start = time.time()
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=not trust)
-    fit_time = time.time() - fit_start
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    best_score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
-    pruned_at = next((p.pruned_at for p in pruning if p.pruned_at is not None), None)
-    if pruned_at is not None:  # stopped by the search's pruner: no test, the run directory stays
-        return _pruned(trainer, cfg, output_dir, start, best, best_score, pruned_at)
-    trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
-    metrics = {k: v for k, v in to_float_dict(trainer.callback_metrics).items() if k.startswith("test/")}
-    metrics.update(run_facts(trainer, cfg.seed, start, best, best_score, cfg.optimized_metric), fit_time_s=fit_time,
-                   tta=model.hparams.tta, strategy=model.strategy.name,
-                   calibrate=cfg.get("calibrate") or "none",
-                   **({"test_split_fingerprint": provenance["test_fingerprint"]} if "test" in provenance else {}))
-    if trainer.is_global_zero:
-        write_metrics(output_dir / "metrics.json", metrics)
-        write_test_artifacts(loggers, model.confusion, model.test_predictions, model.class_names, output_dir)
-        write_mistakes(model, datamodule, model.test_predictions, model.class_names, output_dir / "mistakes.png")
-        log.info("Test: %s", {k: round(v, 4) for k, v in metrics.items() if k.count("/") == 1 and k[:5] == "test/"})
-    log_hparams(loggers, cfg, {k: metrics.get(f"{k}_best", metrics.get(k)) for k in hparam_metrics(cfg)})
-    if corruptions is not None:  # the test's results are written already: a stop here keeps them
-        metrics.update(after_test(corruptions, trainer, model, datamodule, output_dir))
-        if trainer.is_global_zero:
-            write_metrics(output_dir / "metrics.json", metrics)
-    if trainer.is_global_zero:
-        log.info("Run directory: %s", output_dir)
-    return metrics.get(f"{cfg.optimized_metric}_best")
-
-
-def _pruned(trainer, cfg: DictConfig, output_dir: Path, start: float, best: str, best_score, epoch: int) -> float:
-    metrics = {**run_facts(trainer, cfg.seed, start, best, best_score, cfg.optimized_metric), "pruned": True,
-               "pruned_at_epoch": epoch}
-    if trainer.is_global_zero:
-        write_metrics(output_dir / "metrics.json", metrics)
-        log.info("Pruned by the search after epoch %d; run directory: %s", epoch, output_dir)
-    return metrics.get(f"{cfg.optimized_metric}_best", float("nan"))
+        pruning = trial_callbacks(sweeper_settings(), cfg.optimized_metric)
+    return fit_and_test(cfg, start, resume, pruning, corruptions)
 
 
 main = command(train, "train")

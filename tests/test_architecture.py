@@ -94,7 +94,7 @@ def test_pyproject_installs_every_package_folder():
 # Where code may be chosen by a value (instantiate, get_class, import_module) or a file loaded with torch: each
 # site, and why what reaches it is not read from a file. A new site fails this test until it is listed here.
 CODE_CHOOSING = {
-    ("train.py", "instantiate("): "the command line's config",
+    ("runs/fit.py", "instantiate("): "the command line's config",
     ("eval.py", "instantiate("): "data= given on the command line (a stored data config goes through data.registry)",
     ("runs/build.py", "instantiate("): "callbacks, loggers and the trainer of the command line's config",
     ("reports/robustness.py", "instantiate("): "the command line's robustness node",
@@ -105,6 +105,7 @@ CODE_CHOOSING = {
     ("bench/speed_common.py", "instantiate("): "the bench's own composed config",
     ("bench/__main__.py", "import_module("): "a key of the COMMANDS registry",
     ("backbones/offline.py", "import_module("): "a key of the PACKAGES registry",
+    ("backbones/__init__.py", "import_module("): "a module of the SOURCES registry",
     ("backbones/weights.py", "torch.load("): "weights_only unless trust_checkpoint=true",
     ("runs/checkpoints.py", "torch.load("): "weights_only=True",
     ("runs/checkpoints.py", "load_from_checkpoint("): "after stored.check_checkpoint; weights_only unless trusted",

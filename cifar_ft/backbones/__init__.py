@@ -11,33 +11,39 @@ before anything is built), and a `Source` entry in `SOURCES`. Add an offline wei
 """
 from __future__ import annotations
 
+import importlib
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch import nn
 
-from cifar_ft.backbones import offline, timm_models, torchvision_models
+from cifar_ft.backbones import offline
 from cifar_ft.backbones.weights import load_into
 from cifar_ft.errors import ConfigError, check_choice
 
 
 @dataclass(frozen=True)
 class Source:
-    create: Callable[..., nn.Module]  # (name, pretrained: bool, input_size, drop_path_rate) -> headless model
-    check_name: Callable[[str], None]  # ConfigError for a name this source does not have
+    """A backbone source: the module with `create(name, pretrained: bool, input_size, drop_path_rate) -> headless
+    model` and `check_name(name)` (ConfigError for a name it does not have), imported when first used (timm and
+    torchvision cost seconds that a one-line config error should not)."""
+
+    module: str
+
+    def load(self):
+        return importlib.import_module(self.module)
 
 
 # model.source -> where backbones come from
 SOURCES: dict[str, Source] = {
-    "timm": Source(timm_models.create, timm_models.check_name),
-    "torchvision": Source(torchvision_models.create, torchvision_models.check_name),
+    "timm": Source("cifar_ft.backbones.timm_models"),
+    "torchvision": Source("cifar_ft.backbones.torchvision_models"),
 }
 
 
 def check_backbone(name: str, source: str) -> None:
     """ConfigError unless `source` is known and has a backbone called `name` (nothing is built)."""
-    SOURCES[check_choice("model.source", source, SOURCES)].check_name(name)
+    SOURCES[check_choice("model.source", source, SOURCES)].load().check_name(name)
 
 
 def create_backbone(name: str, pretrained: bool | str = True, source: str = "timm",
@@ -47,7 +53,7 @@ def create_backbone(name: str, pretrained: bool | str = True, source: str = "tim
     local cache when offline), False, a key of `offline.PACKAGES`, or a path to a weights file
     (`trust_weights`: allow one that needs code to load)."""
     check_backbone(name, source)
-    model = SOURCES[source].create(name, pretrained is True, input_size, drop_path_rate)
+    model = SOURCES[source].load().create(name, pretrained is True, input_size, drop_path_rate)
     if isinstance(pretrained, str):
         load_into(model, offline.weights_file(pretrained), trust_weights)
     return model

@@ -1,4 +1,4 @@
-"""python -m cifar_ft.bench {transfer,speed,recipe,strategy,budget,gpu} [options]; see --help of each."""
+"""python -m cifar_ft.bench {transfer,speed,recipe,strategy,budget,gpu,imports} [options]; see --help of each."""
 from __future__ import annotations
 
 import importlib
@@ -7,7 +7,7 @@ import sys
 # benchmark name -> module with main(argv)
 COMMANDS = {"transfer": "cifar_ft.bench.transfer", "speed": "cifar_ft.bench.speed", "recipe": "cifar_ft.bench.recipe",
             "strategy": "cifar_ft.bench.strategy", "budget": "cifar_ft.bench.budget",
-            "gpu": "cifar_ft.bench.gpu"}
+            "gpu": "cifar_ft.bench.gpu", "imports": "cifar_ft.bench.imports"}
 
 
 def main(argv: list[str]) -> None:

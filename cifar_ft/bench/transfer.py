@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from cifar_ft.backbones import create_backbone
 from cifar_ft.bench.common import data_root, print_table, save_json
-from cifar_ft.data.image_folder import FolderSource
+from cifar_ft.data.folder_source import FolderSource
 from cifar_ft.runs.compose import compose_config
 from cifar_ft.train import train
 

@@ -3,7 +3,6 @@ then the strategy's trainable parameters unfreeze (all at once or gradually); no
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 import lightning as L
 import torch
@@ -16,23 +15,11 @@ from torch.optim import Optimizer
 
 from cifar_ft.backbones import layer_groups
 from cifar_ft.callbacks import feature_cache
+from cifar_ft.callbacks.schedule import UNFREEZE_MODES
 from cifar_ft.contracts import FrozenPhaseData
 from cifar_ft.errors import ConfigError, check_choice
 
 log = logging.getLogger(__name__)
-
-
-def _all_at_once(n_groups: int, epochs_unfrozen: int, groups_per_epoch: int) -> int:
-    return n_groups
-
-
-def _gradual(n_groups: int, epochs_unfrozen: int, groups_per_epoch: int) -> int:
-    return min(n_groups, epochs_unfrozen * groups_per_epoch)
-
-
-# callbacks.freeze.unfreeze -> how many layer groups (from the deep end) train in the
-# `epochs_unfrozen`-th epoch after the frozen phase (1 = the first unfrozen epoch)
-UNFREEZE_MODES: dict[str, Callable[[int, int, int], int]] = {"all": _all_at_once, "gradual": _gradual}
 
 
 class FreezeSchedule(BaseFinetuning):

@@ -6,12 +6,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cifar_ft.data.choices import DATASETS
 from cifar_ft.data.datamodule import ImageDataModule
 from cifar_ft.data.images import ImageSet
 from cifar_ft.errors import ConfigError, check_choice
-
-# data.dataset -> torchvision dataset class name
-DATASETS = {"cifar10": "CIFAR10", "cifar100": "CIFAR100"}
 
 
 def load_cifar(name: str, root: str, train: bool, download: bool) -> tuple[ImageSet, list[str]]:

@@ -10,7 +10,6 @@ Add a data module: the class, an entry here, and `conf/data/<name>.yaml` (`_targ
 """
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from cifar_ft.data.cifar import CIFARDataModule
@@ -19,7 +18,7 @@ from cifar_ft.data.image_folder import ImageFolderDataModule
 from cifar_ft.data.synthetic import SyntheticDataModule
 from cifar_ft.data.transforms import AugmentOptions
 from cifar_ft.errors import ConfigError, close_matches
-from cifar_ft.plain import DIRECTIVES, plain
+from cifar_ft.plain import DIRECTIVES, keyword_arguments, plain
 
 # registry name -> data module class (a stored data config names one of these keys)
 DATA_MODULES: dict[str, type[ImageDataModule]] = {
@@ -36,19 +35,6 @@ def module_name(target: object) -> str | None:
     if isinstance(target, str) and target in DATA_MODULES:
         return target
     return TARGETS.get(target) if isinstance(target, str) else None
-
-
-def keyword_arguments(cls: type) -> set[str] | None:
-    """Keyword arguments `cls` takes, through `**kwargs` up its bases; None when it takes any."""
-    names: set[str] = set()
-    for klass in cls.__mro__:
-        if "__init__" not in vars(klass):
-            continue
-        params = inspect.signature(klass.__init__).parameters.values()
-        names |= {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)} - {"self"}
-        if not any(p.kind == p.VAR_KEYWORD for p in params):
-            return names
-    return None
 
 
 def options_of(cls: type) -> set[str]:

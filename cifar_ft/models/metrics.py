@@ -12,10 +12,6 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-# What `optimized_metric` (best checkpoint, early stopping, sweeps) can name: every value logged per
-# validation epoch (acc_top5 only with more than 5 classes).
-MONITORABLE = tuple(f"val/{m}" for m in ("acc", "loss", "f1_macro", "precision_macro", "recall_macro", "acc_top5"))
-
 
 def classification_metrics(num_classes: int, split: str) -> MetricCollection:
     """Top-1/top-5 accuracy (micro) and macro precision/recall/F1 under `split/`."""

@@ -126,16 +126,6 @@ def check_classes(ckpt_names: list[str], data_names: list[str], path: str) -> No
                           f"but the data set has {len(data_names)} classes {list(data_names)}")
 
 
-def resume_target(ckpt_path: str | None, resume: bool) -> str | None:
-    """`resume=true` is `ckpt_path=last`; both at once must not disagree."""
-    if not resume:
-        return ckpt_path
-    if ckpt_path not in (None, "", "last"):
-        raise ConfigError(f"resume=true resumes checkpoints/last.ckpt but ckpt_path={ckpt_path!r} names another; "
-                          "set only one of them")
-    return "last"
-
-
 def resolve_ckpt(ckpt_path: str | None, output_dir: Path, trust: bool = False) -> str | None:
     """`last` -> <run dir>/checkpoints/last.ckpt; other paths must exist and load without code
     (unless trusted)."""

@@ -18,13 +18,10 @@ from pathlib import Path
 from typing import NoReturn, TypeVar
 
 import hydra
-import torch
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from cifar_ft.errors import ConfigError, close_matches, find_user_error
 from cifar_ft.exports.folder import check_out
-from cifar_ft.runs.checkpoints import check_usable, refuse_finished
 from cifar_ft.runs.compose import CONF_DIR, compose_config
 from cifar_ft.runs.resolvers import INTERNAL_CONFIGS, register_resolvers
 from cifar_ft.runs.run_dir import discard_if_empty, guard, last_value
@@ -63,7 +60,9 @@ def report_errors(fn: Callable[[DictConfig], T], cfg: DictConfig) -> T | float |
     directory and reports NaN, so the sweep goes on."""
     try:
         return fn(cfg)
-    except SIGTERMException as exc:
+    except SystemExit as exc:
+        if not _is_stop(exc):
+            raise
         _report_stop(exc)
     except Exception as exc:
         if in_multirun():  # one failing job must not end the sweep: record it, report NaN
@@ -137,12 +136,23 @@ def prevalidate(config_name: str, argv: list[str]) -> None:
         guard(config_name, args.overrides)
 
 
+def _is_stop(exc: BaseException) -> bool:
+    """Lightning's SIGTERMException (a SystemExit), which a stop raises: Lightning is loaded by then, and is
+    not imported for this (a one-line config error should not cost its import)."""
+    lightning = sys.modules.get("lightning.pytorch.utilities.exceptions")
+    return lightning is not None and isinstance(exc, lightning.SIGTERMException)
+
+
 def _train_precheck(cfg: DictConfig) -> None:
     if cfg.get("ckpt_path") not in (None, "", "last") and not cfg.get("resume"):
+        from cifar_ft.runs.checkpoints import refuse_finished  # the model stack: only with a checkpoint
+
         refuse_finished(str(cfg.ckpt_path), None, cfg.trainer.get("max_epochs"), cfg.trainer.get("max_steps"))
 
 
 def _checkpoint_precheck(cfg: DictConfig) -> None:
+    from cifar_ft.runs.checkpoints import check_usable  # the model stack: these commands load it anyway
+
     check_usable(str(cfg.ckpt_path), bool(cfg.get("trust_checkpoint", False)), cfg.get("format"))
 
 
@@ -199,7 +209,8 @@ def user_message(exc: BaseException, cfg: DictConfig | None = None) -> str | Non
     err = find_user_error(exc)
     if err is not None:
         return str(err)
-    if isinstance(exc, torch.OutOfMemoryError):
+    torch = sys.modules.get("torch")  # not imported for this: out of memory means torch ran
+    if torch is not None and isinstance(exc, torch.OutOfMemoryError):
         return oom_message(exc, cfg)
     return None
 

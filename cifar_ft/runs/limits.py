@@ -54,7 +54,7 @@ def _check_calibration(get: Callable[[str], Any]) -> None:
         return
     root, target = get("data.root"), str(get("data._target_"))
     if target.endswith("ImageFolderDataModule") and isinstance(root, str):
-        from cifar_ft.data.image_folder import FolderSource
+        from cifar_ft.data.folder_source import FolderSource
 
         try:
             if "val" in FolderSource(root).splits():

@@ -128,3 +128,13 @@ def discard_if_empty(directory: Path, created: bool) -> None:
     if handle is not None:
         handle.close()
     shutil.rmtree(directory, ignore_errors=True)
+
+
+def resume_target(ckpt_path: str | None, resume: bool) -> str | None:
+    """`resume=true` is `ckpt_path=last`; both at once must not disagree."""
+    if not resume:
+        return ckpt_path
+    if ckpt_path not in (None, "", "last"):
+        raise ConfigError(f"resume=true resumes checkpoints/last.ckpt but ckpt_path={ckpt_path!r} names another; "
+                          "set only one of them")
+    return "last"

@@ -13,27 +13,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.accelerators import AcceleratorRegistry
-from lightning.pytorch.strategies import StrategyRegistry
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from cifar_ft.backbones import SOURCES, check_backbone
 from cifar_ft.backbones.offline import PACKAGES
 from cifar_ft.backbones.weights import check_weights_file, refuse_unsafe
-from cifar_ft.callbacks.freeze import UNFREEZE_MODES
-from cifar_ft.data.cifar import DATASETS
-from cifar_ft.data.image_folder import BAD_IMAGE_POLICIES, FolderSource
-from cifar_ft.data.registry import keyword_arguments
+from cifar_ft.callbacks.schedule import UNFREEZE_MODES
+from cifar_ft.contracts import MONITORABLE
+from cifar_ft.data.choices import DATASETS
+from cifar_ft.data.folder_source import BAD_IMAGE_POLICIES, FolderSource
 from cifar_ft.data.transforms import PRESETS, AugmentOptions
 from cifar_ft.errors import ConfigError, check_choice, close_matches
-from cifar_ft.exports.formats import FORMATS as EXPORT_FORMATS
 from cifar_ft.models.calibration import CALIBRATIONS, TTA
 from cifar_ft.models.heads import HEAD_INITS
-from cifar_ft.models.metrics import MONITORABLE
 from cifar_ft.models.optim import DECAYS
-from cifar_ft.runs.checkpoints import resume_target
+from cifar_ft.plain import keyword_arguments, source_keywords
 from cifar_ft.runs.devices import check_devices, device_exists
 from cifar_ft.runs.limits import check_limits
+from cifar_ft.runs.run_dir import resume_target
 from cifar_ft.strategies.lora import LORA_TARGETS
 from cifar_ft.strategies.precision import FROZEN_PRECISIONS
 from cifar_ft.strategies.selective import BN_STATISTICS
@@ -130,19 +127,41 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "strategy.rank": _int(1), "strategy.alpha": POSITIVE, "strategy.dropout": FRACTION, "strategy.tokens": _int(1),
     "strategy.lr_mult": _optional(NON_NEGATIVE),
 }
-# config key -> registry of valid names
+# Values every Lightning 2.x knows: checked without importing Lightning (seconds), which a one-line
+# config error should not cost; any other value is checked against Lightning's own registry.
+USUAL = {"trainer.strategy": ("auto", "ddp", "ddp_spawn", "fsdp", "deepspeed"),
+         "trainer.accelerator": ("auto", "cpu", "gpu", "cuda", "mps")}
+
+
+def _lightning():
+    """Lightning's registries, imported when a value is not a usual one."""
+    import types
+
+    from lightning.pytorch.accelerators import AcceleratorRegistry
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    return types.SimpleNamespace(AcceleratorRegistry=AcceleratorRegistry, StrategyRegistry=StrategyRegistry)
+
+
+def _export_formats() -> dict:
+    from cifar_ft.exports.formats import FORMATS  # timm and the model: only export's config has `format`
+
+    return FORMATS
+
+
+# config key -> registry of valid names (a function: a registry imported only where the key is present)
 CHOICES: dict[str, Any] = {
     "data.augment": PRESETS, "data.on_bad_image": BAD_IMAGE_POLICIES, "data.dataset": DATASETS,
     "model.source": SOURCES, "model.head_init": HEAD_INITS, "scheduler.decay": DECAYS,
     "callbacks.freeze.unfreeze": UNFREEZE_MODES, "on_bad_image": BAD_IMAGE_POLICIES,
-    "format": EXPORT_FORMATS, "tta": (*TTA, None), "model.tta": TTA, "optimized_metric": MONITORABLE,
+    "format": _export_formats, "tta": (*TTA, None), "model.tta": TTA, "optimized_metric": MONITORABLE,
     "calibrate": (*CALIBRATIONS, None), "optimized_mode": ("max", "min"), "print_config": ("summary", "full"),
     "strategy.targets": LORA_TARGETS, "strategy.bn_statistics": BN_STATISTICS,
     "frozen_precision": FROZEN_PRECISIONS, "strategy.frozen_precision": FROZEN_PRECISIONS,  # the typed key first
     "model.compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
     # Lightning's own registries: a typo fails here, not after the data is read and the config printed
-    "trainer.strategy": ("auto", *StrategyRegistry.available_strategies()),
-    "trainer.accelerator": ("auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators())),
+    "trainer.strategy": lambda: ("auto", *_lightning().StrategyRegistry.available_strategies()),
+    "trainer.accelerator": lambda: ("auto", "gpu", *sorted(_lightning().AcceleratorRegistry.available_accelerators())),
     "trainer.precision": ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true"),
 }
 
@@ -181,8 +200,8 @@ def validate_config(cfg: DictConfig) -> None:
             raise ConfigError(f"{key}={value!r} is not valid; valid: {valid}")
     for key, registry in CHOICES.items():
         value = _get(cfg, key)
-        if value is not _MISSING:
-            check_choice(key, value, registry)
+        if value is not _MISSING and value not in USUAL.get(key, ()):
+            check_choice(key, value, registry() if callable(registry) else registry)
     backbone, source = _get(cfg, "model.backbone"), _get(cfg, "model.source")
     if isinstance(backbone, str) and isinstance(source, str):
         check_backbone(backbone, source)
@@ -207,6 +226,8 @@ def _accepted(target: str) -> set[str] | None:
     """Keyword arguments a `_target_` class accepts (through `**kwargs` up its bases); None: anything."""
     from hydra.utils import get_class
 
+    if (ours := source_keywords(target)) is not None:  # read, not imported: no Lightning for a config check
+        return ours
     try:
         cls = get_class(target)
     except Exception:  # noqa: BLE001 - an unknown target is reported by instantiate itself

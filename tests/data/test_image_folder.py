@@ -9,7 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from cifar_ft.data.image_folder import FolderSource, ImageFolderDataModule
+from cifar_ft.data.folder_source import FolderSource
+from cifar_ft.data.image_folder import ImageFolderDataModule
 from cifar_ft.data.images import FileImageDataset
 from cifar_ft.errors import ConfigError
 
@@ -148,9 +149,9 @@ def test_a_zip_member_with_a_crc_error_is_an_unreadable_image_not_a_traceback(tm
 
 
 def test_a_zip_member_inflating_past_the_cap_is_not_read_into_memory(tmp_path, caplog, monkeypatch):
-    import cifar_ft.data.image_folder as image_folder
+    import cifar_ft.data.folder_source as folder_source
 
-    monkeypatch.setattr(image_folder, "MAX_MEMBER_BYTES", 100_000)  # the real cap is 64 MiB
+    monkeypatch.setattr(folder_source, "MAX_MEMBER_BYTES", 100_000)  # the real cap is 64 MiB
     write_folder(tmp_path / "d", per_class=4)
     bomb = zip_folder(tmp_path / "d", tmp_path / "bomb.zip", {"train/eel/bomb.png": b"\0" * 10_000_000})
     assert bomb.stat().st_size < 100_000  # 10 MB of zeros deflate to ~10 KB

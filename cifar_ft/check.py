@@ -1,0 +1,45 @@
+"""`python -m cifar_ft.check [train|eval|predict|export] [overrides ...]`: compose and check a command's config as
+the command would before it starts (every value of every sweep with -m), and exit: `config ok` (exit 0) or the
+command's one-line error (exit 2). Nothing is written, and the training stack (Lightning, the data and model
+stack) is not imported: a config checks in about the time torch takes to import."""
+from __future__ import annotations
+
+import sys
+
+from cifar_ft.runs.compose import compose_config
+from cifar_ft.runs.entry import check_added_keys, expand_seeds, fail, hydra_message, sweep_variants, user_message
+from cifar_ft.runs.validate import validate_config
+
+COMMANDS = ("train", "eval", "predict", "export")
+
+
+def check(name: str, overrides: list[str]) -> int:
+    """The number of configs checked (one, or one per value of each sweep under -m)."""
+    multirun = bool({"-m", "--multirun"} & set(overrides))
+    overrides = [o for o in expand_seeds(overrides) if o not in ("-m", "--multirun")]
+    variants = sweep_variants(overrides) if multirun else [overrides]
+    for variant in variants:
+        validate_config(compose_config(variant, config_name=name))
+    if not multirun:
+        check_added_keys(name, overrides)
+    return len(variants)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return
+    name, overrides = (argv[0], argv[1:]) if argv and argv[0] in COMMANDS else ("train", argv)
+    try:
+        count = check(name, overrides)
+    except Exception as exc:  # noqa: BLE001 - Hydra's and ours, as the command reports them
+        message = hydra_message(exc) or user_message(exc)
+        if message is None:
+            raise
+        fail(message)
+    print(f"config ok: {name} ({count} config{'s' if count > 1 else ''} checked)")
+
+
+if __name__ == "__main__":
+    main()
