@@ -36,7 +36,8 @@ def test_directives_are_found_anywhere_and_allowed_only_where_said():
 def test_a_config_check_imports_neither_lightning_nor_the_models():
     """`python -m cifar_ft.check` composes and checks, and `cifar_ft.train` (its `--help`, a one-line error)
     imports, leaving the training stack unimported until a run starts."""
-    code = ("import sys; import cifar_ft.train; from cifar_ft.check import check; check('train', ['experiment=smoke']); "
+    code = ("import sys; import cifar_ft.train; from cifar_ft.check import check; "
+            "check('train', ['experiment=smoke']); "
             "print(sorted(m for m in ('lightning', 'torchmetrics', 'cifar_ft.models.classifier', "
             "'cifar_ft.data.datamodule') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
