@@ -58,6 +58,7 @@ def test_the_cache_shows_its_progress_when_the_run_has_a_progress_bar(cfg_factor
         return iterable
 
     monkeypatch.setattr(feature_cache, "tqdm", recording)
+    monkeypatch.setattr(feature_cache, "interactive", lambda: True)  # a terminal (a log file gets lines: test_progress)
     train(cfg_factory("trainer.max_epochs=1", "callbacks.freeze.freeze_epochs=1", "trainer.enable_progress_bar=true",
                       "callbacks.freeze.feature_cache=true"))
     assert [b["desc"] for b in bars] == ["[freeze] caching train features", "[freeze] caching val features"]
