@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from cifar_ft.runs.compose import compose_config
+from cifar_ft.runs.compose import compose_config, unknown_key_message
 from cifar_ft.runs.entry import check_added_keys, expand_seeds, fail, hydra_message, sweep_variants, user_message
 from cifar_ft.runs.validate import validate_config
 
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         count = check(name, overrides)
     except Exception as exc:  # noqa: BLE001 - Hydra's and ours, as the command reports them
-        message = hydra_message(exc) or user_message(exc)
+        message = unknown_key_message(exc, name, overrides) or hydra_message(exc) or user_message(exc)
         if message is None:
             raise
         fail(message)

@@ -45,9 +45,9 @@ def plain_progress(items: Iterable[T], desc: str, total: int, every_s: float = 3
 
 
 class PlainProgress(ProgressBar):
-    """A line every `every_s` seconds of training (and one at the end of each validation and test): step of
-    total, epoch, images/s, the loss the logger last read, elapsed and left. The loss is read from what
-    the logger already holds, once per line: no host sync per step."""
+    """A line every `every_s` seconds of training, on the next logging step (and one at the end of each
+    validation and test): step of total, epoch, images/s, the loss the logger read at that step, elapsed and
+    left. Lines come only on logging steps, where the logger has read the loss already: no host sync."""
 
     def __init__(self, every_s: float = 30.0) -> None:
         super().__init__()
@@ -69,7 +69,8 @@ class PlainProgress(ProgressBar):
                            ) -> None:
         self._images += len(batch[0]) if isinstance(batch, (list, tuple)) else 0
         now = time.monotonic()
-        if not self._enabled or not trainer.is_global_zero or now - self._last < self.every_s:
+        logging_step = trainer.global_step % max(1, trainer.log_every_n_steps) == 0  # the loss is on the host then
+        if not self._enabled or not trainer.is_global_zero or now - self._last < self.every_s or not logging_step:
             return
         self._last, done = now, trainer.global_step - self._first_step
         total = trainer.estimated_stepping_batches

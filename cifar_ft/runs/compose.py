@@ -22,3 +22,32 @@ def compose_config(overrides: list[str], output_dir: str | Path | None = None,
         with open_dict(cfg):
             cfg.paths.output_dir = str(output_dir)
     return cfg
+
+
+def unknown_key_message(exc: BaseException, config_name: str, overrides: list[str]) -> str | None:
+    """One line for Hydra's "Could not override 'a.b' ... not in struct" (a key the config does not have):
+    the key, the closest keys of its section and the section's keys, instead of Hydra's advice to add it
+    with `+` (which would only move the error). None for any other error."""
+    import re
+
+    from omegaconf import DictConfig, OmegaConf
+
+    from cifar_ft.errors import close_matches
+
+    text = f"{exc} {exc.__cause__ or ''}"
+    found = re.search(r"Could not override '([^']+)'", text)
+    if found is None or "not in struct" not in text:
+        return None
+    key = found.group(1)
+    parent, _, leaf = key.rpartition(".")
+    rest = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != key and o not in ("-m", "--multirun")]
+    try:
+        cfg = compose_config(rest, config_name=config_name)
+    except Exception:  # noqa: BLE001 - another override fails too: Hydra's own message then
+        return None
+    section = OmegaConf.select(cfg, parent) if parent else cfg
+    if not isinstance(section, DictConfig):
+        return None
+    keys = sorted(str(k) for k in section if not str(k).startswith("_") and str(k) != "hydra")
+    where = f"the {parent} section" if parent else f"the {config_name} config"
+    return f"{key}: {leaf!r} is not a key of {where}.{close_matches(leaf, keys)} (valid: {', '.join(keys)})"

@@ -33,7 +33,8 @@ def test_unknown_config_group_option_is_one_line_with_valid_options(tmp_path):
 
 @pytest.mark.slow  # subprocess start-up (~10 s per command here) dominates: the slow tier
 def test_unknown_key_and_bad_override_syntax_are_one_line(tmp_path):
-    assert "+trainer.max_epoch=" in cli_error("trainer.max_epoch=3", f"hydra.run.dir={tmp_path}")
+    line = cli_error("trainer.max_epoch=3", f"hydra.run.dir={tmp_path}")
+    assert "trainer.max_epoch: 'max_epoch' is not a key of the trainer section. Did you mean: max_epochs" in line
     assert "data.batch_size=[1" in cli_error("data.batch_size=[1", f"hydra.run.dir={tmp_path}")
 
 
@@ -154,6 +155,8 @@ BAD_INPUTS = [
     ("train", ["calibrate=temperature", "data.val_size=0"], "calibrate=temperature with data.val_size=0"),
     ("train", ["--experimental-rerun", "{run}/config.pickle"], "Hydra would unpickle that file"),
     ("train", ["+optimizer.lrr=1e-3"], "optimizer.lrr: unknown optimizer option for AdamW. Did you mean: lr?"),
+    ("train", ["data.batch_sise=64"], "data.batch_sise: 'batch_sise' is not a key of the data section. Did you mean: "
+                                      "batch_size"),
 ]
 
 
