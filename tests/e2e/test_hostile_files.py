@@ -258,3 +258,28 @@ def test_eval_of_an_older_checkpoint_rebuilds_its_data_by_registry_and_runs_no_p
                                       capfd)
             assert code == 2 and len(lines) == 1 and "is refused" in lines[0], (name, key, lines[-5:])
             trap.untouched(before)
+
+
+def test_a_rerun_sweeps_job_files_and_study_attributes_are_data(cfg_factory, trap):
+    """A re-run sweep reads each job's job.json and metrics.json, and the study's trial attributes: planted
+    directives are plain values there (another config, no result, no job number), never built."""
+    from types import SimpleNamespace
+
+    from cifar_ft.sweeps.jobs import fingerprint, previous_attempt
+    from cifar_ft.sweeps.storage import JOB_ATTR, job_number
+
+    cfg = cfg_factory()
+    before = snapshot(trap.root)
+    for i, payload in enumerate(trap.payloads().values()):
+        job = trap.root / "runs" / f"job{i}"
+        job.mkdir(parents=True)
+        (job / "job.json").write_text(json.dumps({"config": payload}))
+        with pytest.raises(ConfigError, match="holds a job with another config"):
+            previous_attempt(cfg, job, "val/acc")
+        (job / "job.json").write_text(json.dumps({"config": fingerprint(cfg)}))
+        (job / "metrics.json").write_text(json.dumps({"val/acc_best": payload}))
+        attempt = previous_attempt(cfg, job, "val/acc")
+        assert attempt.action == "skip" and attempt.result != attempt.result  # NaN: no number was there
+        trial = SimpleNamespace(number=3, system_attrs={JOB_ATTR: payload, "retry_history": [payload]})
+        assert job_number(trial) == 3
+        trap.untouched(before)
