@@ -90,3 +90,15 @@ def source_keywords(target: str, depth: int = 0) -> set[str] | None:
             return None
         names |= more
     return names
+
+
+def read_data(path, parse, kind: type):
+    """A JSON or YAML file (`parse`: `json.loads`, `yaml.safe_load`) read as plain data of `kind` (dict or
+    list); an unreadable file, or one of another shape, reads as empty: its readers show what they can."""
+    import yaml
+
+    try:
+        value = parse(path.read_text()) if path.is_file() else None
+    except (ValueError, yaml.YAMLError, OSError, UnicodeDecodeError):
+        value = None
+    return value if isinstance(value, kind) else kind()

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import yaml
 
+from cifar_ft.plain import read_data
+
 HEADLINE = ["test/acc", "test/acc_top5", "test/f1_macro", "test/precision_macro", "test/recall_macro",
             "test/loss", "val/acc_best"]
 
@@ -18,24 +20,15 @@ def _run_dir(ckpt_path: str) -> Path:
     return Path(ckpt_path).resolve().parent.parent  # <run>/checkpoints/<name>.ckpt
 
 
-def _load(path: Path, reader, kind: type):
-    """The run's file as plain data of `kind`, or empty: the card only shows what it reads."""
-    try:
-        value = reader(path.read_text()) if path.is_file() else None
-    except (ValueError, yaml.YAMLError, OSError, UnicodeDecodeError):
-        value = None
-    return value if isinstance(value, kind) else kind()
-
-
 def _text(value: object) -> str:
     return value if isinstance(value, str) else "?"
 
 
 def model_card(ckpt_path: str, hparams: dict, fmt: str, temperature: float = 1.0) -> str:
     run = _run_dir(ckpt_path)
-    metrics = _load(run / "metrics.json", json.loads, dict)
-    config = _load(run / ".hydra" / "config.yaml", yaml.safe_load, dict)
-    overrides = [o for o in _load(run / ".hydra" / "overrides.yaml", yaml.safe_load, list) if isinstance(o, str)]
+    metrics = read_data(run / "metrics.json", json.loads, dict)
+    config = read_data(run / ".hydra" / "config.yaml", yaml.safe_load, dict)
+    overrides = [o for o in read_data(run / ".hydra" / "overrides.yaml", yaml.safe_load, list) if isinstance(o, str)]
     names = list(hparams["class_names"])
     data = config.get("data") if isinstance(config.get("data"), dict) else {}
     front = {"library_name": "timm", "tags": ["image-classification", "timm", "cifar_ft"],

@@ -8,9 +8,9 @@ from pathlib import Path
 import yaml
 
 from cifar_ft.errors import ConfigError
+from cifar_ft.plain import read_data
 from cifar_ft.reports.figures import read_scalars
 from cifar_ft.runs.build import flatten
-from cifar_ft.sweeps.summary import read_data
 
 HEADLINE = ["val/acc_best", "test/acc", "test/f1_macro", "test/loss", "epochs", "wall_time_s", "train/images_per_sec"]
 

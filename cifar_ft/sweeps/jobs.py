@@ -18,7 +18,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from cifar_ft.errors import ConfigError
-from cifar_ft.sweeps.summary import read_data
+from cifar_ft.plain import read_data
 
 log = logging.getLogger("cifar_ft")
 # keys that differ between attempts of the same job by design

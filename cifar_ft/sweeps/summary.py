@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 from hydra.experimental.callback import Callback
 
+from cifar_ft.plain import read_data
 from cifar_ft.reports.figures import read_scalars, sweep_figure
 from cifar_ft.runs.resolvers import metric_mode
 from cifar_ft.sweeps.study_view import study_markdown, study_states
@@ -45,16 +46,6 @@ def job_row(job_dir: Path) -> dict:
         lines = error_file.read_text().strip().splitlines() if error_file.is_file() else []
         row["status"] = "failed: " + (lines[-1] if lines else "no metrics.json (killed?)")
     return row
-
-
-def read_data(path: Path, parse, kind: type):
-    """A JSON/YAML file read as plain data of `kind` (dict or list); an unreadable file, or one of another
-    shape, reads as empty (a sweep summary shows what it can)."""
-    try:
-        value = parse(path.read_text()) if path.is_file() else None
-    except (ValueError, yaml.YAMLError, OSError, UnicodeDecodeError):
-        value = None
-    return value if isinstance(value, kind) else kind()
 
 
 def interval(values: list[float]) -> tuple[float, float, float]:

@@ -18,7 +18,7 @@ import optuna
 from optuna.trial import TrialState
 
 from cifar_ft.errors import ConfigError, check_choice
-from cifar_ft.sweeps.summary import read_data
+from cifar_ft.plain import read_data
 
 TRIAL_ENV = "CIFAR_FT_OPTUNA_TRIAL"
 LEADER_ENV = "CIFAR_FT_SWEEP_LEADER"  # the file in which a worker publishes its jobs to its DDP ranks
