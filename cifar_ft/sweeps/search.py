@@ -104,6 +104,11 @@ class Worker:
         for t in trials:
             owner = str(t.system_attrs.get(WORKER_ATTR, ""))
             if t.state == TrialState.RUNNING and owner.split(":")[0] == host and self.claims.claim(t.number):
+                # a worker tells its trial's result before it frees the lock: read the state again now that we
+                # hold it (the trials were read before), or a trial that just finished would be taken over
+                if self.storage.get_trial(t._trial_id).state != TrialState.RUNNING:
+                    self.claims.release(t.number)
+                    continue
                 log.info("trial %d lost its worker (%s): running it again in job directory %d",
                          t.number, owner, job_number(t))
                 self.storage.set_trial_system_attr(t._trial_id, WORKER_ATTR, self.me)

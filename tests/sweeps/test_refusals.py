@@ -113,3 +113,21 @@ def test_a_second_worker_with_another_space_is_one_line_and_changes_nothing(tmp_
     assert proc.returncode == 2 and len(lines) == 1, lines[-5:]
     assert "hydra.sweeper.params: optimizer.lr is FloatDistribution" in lines[0] and "in study 'cifar_ft'" in lines[0]
     assert {p: p.read_bytes() for p in (tmp_path / "sweep").rglob("*") if p.is_file()} == before
+
+
+def test_a_trial_told_after_the_trials_were_read_is_not_taken_over(tmp_path):
+    """Worker A tells its trial's result, then frees the trial's lock; worker B read the trials before that
+    (RUNNING), finds the lock free and would take the finished trial over (Optuna: "Trial#5 has already
+    finished and can not be updated"). B reads the state again once it holds the lock, and skips it."""
+    from cifar_ft.sweeps.search import Worker
+    from cifar_ft.sweeps.space import SearchSpace
+    from cifar_ft.sweeps.storage import WORKER_ATTR, worker_id
+
+    storage = make_storage(f"sqlite:///{tmp_path}/optuna.db", 10, 60, 1)
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial = study.ask({"lr": FloatDistribution(0, 1)})
+    storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, f"{worker_id().split(':')[0]}:1")
+    snapshot = study.get_trials(deepcopy=False)  # B reads: RUNNING
+    study.tell(trial, 1.0)  # A finishes, then frees its lock (it never held one here)
+    worker = Worker(study, storage, SearchSpace({"lr": FloatDistribution(0, 1)}, []), tmp_path, None, n_trials=2)
+    assert worker.take_over(snapshot) == [] and trial.number not in worker.claims.held
