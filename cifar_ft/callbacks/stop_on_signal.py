@@ -46,6 +46,10 @@ class StopOnSignal(L.Callback):
     `cifar_ft.eval`) has nothing to save: the run's checkpoints are already written."""
 
     SIGNALS = ("SIGTERM", "SIGINT")
+    # A stop saves the whole training state, for an exact resume. Lightning's save flag `weights_only` means
+    # "save only the weights" (not torch.load's safe loading); left unset, Lightning logs a line that reads
+    # as if our checkpoints were loaded unsafely, so it is said.
+    SAVE_ONLY_WEIGHTS = False
 
     def __init__(self, dirpath: str, filename: str = "last", agree_every_n_steps: int | None = None,
                  max_delay_s: float = 5.0) -> None:
@@ -125,10 +129,7 @@ class StopOnSignal(L.Callback):
         if saved:
             if trainer.validating and not trainer.sanity_checking:
                 _rewind_validation(trainer)
-            # the whole training state, for an exact resume (Lightning's `weights_only` means "save only the
-            # weights" here, not torch.load's safe loading; left unset, Lightning logs a line that reads as if
-            # our checkpoints were loaded unsafely)
-            trainer.save_checkpoint(self.path, weights_only=False)
+            trainer.save_checkpoint(self.path, weights_only=self.SAVE_ONLY_WEIGHTS)
         name = self._signal or "SIGTERM"  # a rank that was not signalled itself follows the others
         log.warning("%s during %s at epoch %d, step %d: %s", name, phase, trainer.current_epoch, trainer.global_step,
                     f"saved {self.path}" if saved else "nothing to save" if trainer.state.fn != "fit"
