@@ -1,14 +1,14 @@
 """`python -m cifar_ft.check [train|eval|predict|export] [overrides ...]`: compose and check a command's config as
 the command would before it starts (every value of every sweep with -m), and exit: `config ok` (exit 0) or the
-command's one-line error (exit 2). Nothing is written, and the training stack (Lightning, the data and model
+command's one-line error (exit 2). A checkpoint it names is checked as the command would (loaded without code,
+plain data, finite weights). Nothing is written, and the training stack (Lightning, the data and model
 stack) is not imported: a config checks in about the time torch takes to import."""
 from __future__ import annotations
 
 import sys
 
-from cifar_ft.runs.compose import compose_config, unknown_key_message
-from cifar_ft.runs.entry import check_added_keys, expand_seeds, fail, hydra_message, sweep_variants, user_message
-from cifar_ft.runs.validate import validate_config
+from cifar_ft.runs.compose import unknown_key_message
+from cifar_ft.runs.entry import check_command, expand_seeds, fail, hydra_message, user_message
 
 COMMANDS = ("train", "eval", "predict", "export")
 
@@ -17,12 +17,7 @@ def check(name: str, overrides: list[str]) -> int:
     """The number of configs checked (one, or one per value of each sweep under -m)."""
     multirun = bool({"-m", "--multirun"} & set(overrides))
     overrides = [o for o in expand_seeds(overrides) if o not in ("-m", "--multirun")]
-    variants = sweep_variants(overrides) if multirun else [overrides]
-    for variant in variants:
-        validate_config(compose_config(variant, config_name=name))
-    if not multirun:
-        check_added_keys(name, overrides)
-    return len(variants)
+    return check_command(name, overrides, multirun)
 
 
 def main(argv: list[str] | None = None) -> None:

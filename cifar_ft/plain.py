@@ -5,7 +5,10 @@ A value read from a file (a checkpoint, a weights file, a run's YAML) is data, n
 jsonargparse (`class_path`) would build an object, so the readers can refuse them in one line."""
 from __future__ import annotations
 
+import ast
+import importlib.util
 import inspect
+from pathlib import Path
 from typing import Any
 
 # keys of an instantiation directive (Hydra, Lightning, jsonargparse): never honoured in a stored value
@@ -59,15 +62,10 @@ def source_keywords(target: str, depth: int = 0) -> set[str] | None:
     it (a config check should not import Lightning to list ImageClassifier's options): `__init__`'s named
     parameters, and through `**kwargs` those of its bases in this package (Lightning's module bases add none).
     None when the class cannot be read this way, e.g. a base from elsewhere (the caller imports it)."""
-    import ast
-    import importlib.util
-
     module, _, name = target.rpartition(".")
     spec = importlib.util.find_spec(module) if module.startswith("cifar_ft.") and depth < 8 else None
     if spec is None or not spec.origin:
         return None
-    from pathlib import Path
-
     tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
     found = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name), None)
     if found is None:
@@ -92,7 +90,7 @@ def source_keywords(target: str, depth: int = 0) -> set[str] | None:
     return names
 
 
-def read_data(path, parse, kind: type):
+def read_data(path: Path, parse, kind: type):
     """A JSON or YAML file (`parse`: `json.loads`, `yaml.safe_load`) read as plain data of `kind` (dict or
     list); an unreadable file, or one of another shape, reads as empty: its readers show what they can."""
     import yaml

@@ -50,7 +50,7 @@ def check_record(config: Any, where: str) -> tuple[str, dict[str, Any]]:
                           "give the data with data=... [data.root=...]")
     config = dict(config)
     for key in config:
-        if key in DIRECTIVES and key != "_target_" or not isinstance(key, str):
+        if not isinstance(key, str) or (key in DIRECTIVES and key != "_target_"):
             raise ConfigError(f"{where}: the stored data config holds {key!r}, which no data config has; refused "
                               "(a crafted file?)")
     if "module" in config and "_target_" in config:

@@ -128,13 +128,22 @@ def prevalidate(config_name: str, argv: list[str]) -> None:
     if any([args.help, args.hydra_help, args.cfg, args.info, args.shell_completion, args.config_name,
             args.config_path, args.config_dir, args.experimental_rerun]):
         return
-    for overrides in sweep_variants(args.overrides) if args.multirun else [args.overrides]:
-        cfg = compose_config(overrides, config_name=config_name)
-        validate_config(cfg)
+    check_command(config_name, args.overrides, args.multirun)
     if not args.multirun:  # the run directory: not a finished run's, not in use, not empty (runs/run_dir.py)
-        check_added_keys(config_name, args.overrides)
-        PRECHECKS.get(config_name, lambda _: None)(cfg)
         guard(config_name, args.overrides)
+
+
+def check_command(config_name: str, overrides: list[str], multirun: bool) -> int:
+    """Compose and check what a command line asks for, writing nothing: every value of each sweep under
+    -m; otherwise also added keys and the command's PRECHECKS. Returns the number of configs checked."""
+    variants = sweep_variants(overrides) if multirun else [overrides]
+    for variant in variants:
+        cfg = compose_config(variant, config_name=config_name)
+        validate_config(cfg)
+    if not multirun:
+        check_added_keys(config_name, overrides)
+        PRECHECKS.get(config_name, lambda _: None)(cfg)
+    return len(variants)
 
 
 def _is_stop(exc: BaseException) -> bool:

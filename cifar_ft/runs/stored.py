@@ -4,7 +4,7 @@ The rule (README, "Safe to share"): no value read from a file decides what code 
 loaded without code (`torch.load(weights_only=True)`: tensors, numbers, strings, lists, dicts), and
 then `check_checkpoint` refuses it, in one line and before anything is built or written, when:
 - any mapping anywhere in it holds an instantiation directive (`_target_`, `_partial_`, Lightning's
-  `_instantiator`, jsonargparse's `class_path`, ...: `data.registry.DIRECTIVES`), except the one
+  `_instantiator`, jsonargparse's `class_path`, ...: `plain.DIRECTIVES`), except the one
   legacy place where older checkpoints named their data module by its registered `_target_` path;
 - its model hyperparameters hold a field `ImageClassifier` does not take, or a value that is not plain
   (the strategy is a registry name with that strategy's own plain options);
@@ -15,7 +15,6 @@ never imported, instantiated or unpickled.
 """
 from __future__ import annotations
 
-import inspect
 import numbers
 from typing import Any
 
@@ -24,7 +23,7 @@ import torch
 from cifar_ft.data.registry import TARGETS
 from cifar_ft.errors import ConfigError
 from cifar_ft.models.classifier import ImageClassifier
-from cifar_ft.plain import find_directive, plain
+from cifar_ft.plain import find_directive, keyword_arguments, plain
 from cifar_ft.runs.provenance import DATA_KEY, check_provenance
 from cifar_ft.strategies import STRATEGIES
 from cifar_ft.strategies.checkpoint import BASE_KEY
@@ -32,12 +31,7 @@ from cifar_ft.strategies.checkpoint import BASE_KEY
 PREPROCESSING_KEY = "preprocessing"
 
 
-def _params(fn: Any) -> set[str]:
-    return {p.name for p in inspect.signature(fn).parameters.values()
-            if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)} - {"self"}
-
-
-HPARAMS = _params(ImageClassifier.__init__)
+HPARAMS = keyword_arguments(ImageClassifier) or set()
 
 
 def _crafted(where: str, what: str) -> ConfigError:
@@ -74,7 +68,7 @@ def check_hparams(hparams: Any, where: str) -> None:
     if not isinstance(name, str) or name not in STRATEGIES:
         raise _crafted(where, f"its strategy is {name if isinstance(name, str) else spec!r:.60}, not one of "
                        f"{', '.join(STRATEGIES)}")
-    options = _params(STRATEGIES[name])
+    options = keyword_arguments(STRATEGIES[name]) or set()
     for key, value in spec.items():
         if key not in options or not plain(value):
             raise _crafted(where, f"its strategy option {key!r} is not a plain option of strategy {name!r}")

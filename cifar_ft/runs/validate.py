@@ -127,20 +127,21 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "strategy.rank": _int(1), "strategy.alpha": POSITIVE, "strategy.dropout": FRACTION, "strategy.tokens": _int(1),
     "strategy.lr_mult": _optional(NON_NEGATIVE),
 }
-# Values every Lightning 2.x knows: checked without importing Lightning (seconds), which a one-line
-# config error should not cost; any other value is checked against Lightning's own registry.
+# Values every Lightning 2.x knows, checked without importing it (seconds); others against its registries.
 USUAL = {"trainer.strategy": ("auto", "ddp", "ddp_spawn", "fsdp", "deepspeed"),
          "trainer.accelerator": ("auto", "cpu", "gpu", "cuda", "mps")}
 
 
-def _lightning():
-    """Lightning's registries, imported when a value is not a usual one."""
-    import types
+def _lightning_strategies() -> tuple[str, ...]:
+    from lightning.pytorch.strategies import StrategyRegistry  # only for a value that is not a usual one
 
+    return ("auto", *StrategyRegistry.available_strategies())
+
+
+def _lightning_accelerators() -> tuple[str, ...]:
     from lightning.pytorch.accelerators import AcceleratorRegistry
-    from lightning.pytorch.strategies import StrategyRegistry
 
-    return types.SimpleNamespace(AcceleratorRegistry=AcceleratorRegistry, StrategyRegistry=StrategyRegistry)
+    return ("auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators()))
 
 
 def _export_formats() -> dict:
@@ -160,8 +161,7 @@ CHOICES: dict[str, Any] = {
     "frozen_precision": FROZEN_PRECISIONS, "strategy.frozen_precision": FROZEN_PRECISIONS,  # the typed key first
     "model.compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
     # Lightning's own registries: a typo fails here, not after the data is read and the config printed
-    "trainer.strategy": lambda: ("auto", *_lightning().StrategyRegistry.available_strategies()),
-    "trainer.accelerator": lambda: ("auto", "gpu", *sorted(_lightning().AcceleratorRegistry.available_accelerators())),
+    "trainer.strategy": _lightning_strategies, "trainer.accelerator": _lightning_accelerators,
     "trainer.precision": ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true"),
 }
 
