@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from cifar_ft.runs.compose import unknown_key_message
+from cifar_ft.runs.compose import schema_message, unknown_key_message
 from cifar_ft.runs.entry import check_command, expand_seeds, fail, hydra_message, user_message
 
 COMMANDS = ("train", "eval", "predict", "export")
@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         count = check(name, overrides)
     except Exception as exc:  # noqa: BLE001 - Hydra's and ours, as the command reports them
-        message = unknown_key_message(exc, name, overrides) or hydra_message(exc) or user_message(exc)
+        message = (unknown_key_message(exc, name, overrides) or schema_message(exc) or hydra_message(exc)
+                   or user_message(exc))
         if message is None:
             raise
         fail(message)

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from cifar_ft.data.augment_options import AugmentOptions
 from cifar_ft.data.cifar import CIFARDataModule
 from cifar_ft.data.datamodule import ImageDataModule
 from cifar_ft.data.image_folder import ImageFolderDataModule
 from cifar_ft.data.synthetic import SyntheticDataModule
-from cifar_ft.data.transforms import AugmentOptions
 from cifar_ft.errors import ConfigError, close_matches
 from cifar_ft.plain import DIRECTIVES, keyword_arguments, plain
 

@@ -7,43 +7,19 @@ at the backbone's input size is the final resize, written directly in the output
 
 Add an augmentation preset: a function `(transform, uint8 batch, generator) -> model input` and an
 entry in `PRESETS` (`data.augment=<name>`); a new strength knob is a field of `AugmentOptions`
-(`data.<field>`, with its default in conf/data/base.yaml).
+(`cifar_ft.data.augment_options`: `data.<field>`, its type, default, range and help).
 """
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from cifar_ft.data import augment as ops
-from cifar_ft.errors import ConfigError, check_choice
-
-
-@dataclass(frozen=True)
-class AugmentOptions:
-    """Strengths of the training augmentations; each is the config key `data.<name>`."""
-
-    pad_fraction: float = 0.125          # pad-crop shift, as a fraction of the stored side (4 px at 32 px)
-    color_jitter: float = 0.4            # jitter: brightness/contrast/saturation factors in [1-s, 1+s]
-    rotation_deg: float = 15.0           # jitter: max rotation, degrees
-    rrc_scale: tuple[float, float] = (0.35, 1.0)  # rrc: crop area range, as a fraction of the image
-    random_erasing: float = 0.0          # any preset: probability of one erased box per image (0: off)
-
-    @classmethod
-    def field_names(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
-
-    @classmethod
-    def from_options(cls, options: dict) -> AugmentOptions:
-        valid = [f.name for f in fields(cls)]
-        for key in options:
-            if key not in valid:
-                raise ConfigError(f"data.{key}: no such augmentation option; valid: {', '.join(valid)}")
-        if "rrc_scale" in options:
-            options = {**options, "rrc_scale": tuple(float(v) for v in options["rrc_scale"])}
-        return cls(**options)
+from cifar_ft.data.augment_options import AugmentOptions
+from cifar_ft.errors import check_choice
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ def unknown_key_message(exc: BaseException, config_name: str, overrides: list[st
 
     text = f"{exc} {exc.__cause__ or ''}"
     found = re.search(r"Could not override '([^']+)'", text)
-    if found is None or "not in struct" not in text:
+    if found is None or not re.search(r"not in struct|Key '[^']+' not in '", text):
         return None
     key = found.group(1)
     parent, _, leaf = key.rpartition(".")
@@ -51,3 +51,22 @@ def unknown_key_message(exc: BaseException, config_name: str, overrides: list[st
     keys = sorted(str(k) for k in section if not str(k).startswith("_") and str(k) != "hydra")
     where = f"the {parent} section" if parent else f"the {config_name} config"
     return f"{key}: {leaf!r} is not a key of {where}.{close_matches(leaf, keys)} (valid: {', '.join(keys)})"
+
+
+def schema_message(exc: BaseException) -> str | None:
+    """One line for a value of the wrong type that Hydra could not merge into a schema's field
+    (`model.input_size=abc`): the key, the value and what the schema says is valid. None otherwise."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import ValidationError
+
+    from cifar_ft.schema import describe, field_named
+
+    cause = exc if isinstance(exc, ValidationError) else exc.__cause__
+    if not isinstance(cause, ValidationError) or not getattr(cause, "full_key", None):
+        return None
+    parent = getattr(cause, "parent_node", None)
+    schema = OmegaConf.get_type(parent) if parent is not None else getattr(cause, "object_type", None)
+    found = field_named(schema, str(cause.key)) if isinstance(schema, type) and cause.key is not None else None
+    if found is None:
+        return None
+    return f"{cause.full_key}={getattr(cause, 'value', None)!r} is not valid; valid: {describe(*found)}"

@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 
 from cifar_ft.errors import ConfigError, close_matches, find_user_error
 from cifar_ft.exports.folder import check_out
-from cifar_ft.runs.compose import CONF_DIR, compose_config, unknown_key_message
+from cifar_ft.runs.compose import CONF_DIR, compose_config, schema_message, unknown_key_message
 from cifar_ft.runs.resolvers import INTERNAL_CONFIGS, register_resolvers
 from cifar_ft.runs.run_dir import discard_if_empty, guard, last_value
 from cifar_ft.runs.validate import validate_config
@@ -89,8 +89,8 @@ def hydra_entry(hydra_main: Callable[[], object], config_name: str | None = None
             prevalidate(config_name, sys.argv[1:])
         hydra_main()
     except Exception as exc:
-        message = unknown_key_message(exc, config_name or "train", sys.argv[1:]) or hydra_message(exc) or \
-            user_message(exc)
+        message = (unknown_key_message(exc, config_name or "train", sys.argv[1:]) or schema_message(exc)
+                   or hydra_message(exc) or user_message(exc))
         if message is None or full_errors():
             raise
         fail(message)

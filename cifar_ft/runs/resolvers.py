@@ -14,6 +14,9 @@ def register_resolvers() -> None:
                      ("probe_epochs", probe_epochs), ("config_groups", config_groups)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
+    from cifar_ft.runs.schemas import register_schemas
+
+    register_schemas()
 
 
 # metric names (their last part) where smaller is better
@@ -42,7 +45,7 @@ def probe_epochs(max_epochs: int | str) -> int:
     return max(1, epochs // 2) if epochs > 0 else 1
 
 
-INTERNAL_CONFIGS = ("base", "_base")  # shared by a group's configs (in their defaults), not a choice
+INTERNAL_CONFIGS = ("base", "_base", "schema")  # shared by a group's configs (in their defaults), not a choice
 
 
 def config_groups() -> str:

@@ -1,6 +1,8 @@
 """Every bad value is one line, and first: the composed config checked before anything is built,
-printed or written. Ranges and types (`RULES`), the registries' choices (`CHOICES`), cross-field
-limits, and cheap checks of what the config points at (files exist and load without running code).
+printed or written. Each node composed on a schema of ours is checked against its fields (`check_schemas`:
+types, ranges and choices, written once beside each knob's default and help); here remain the rules
+that span nodes (`limits.py`), the keys of Lightning's Trainer and of eval/predict/export, and cheap
+checks of what the config points at (files exist and load without running code).
 
 `hydra_entry` runs this on the config composed from the command line before Hydra creates the run
 directory (so a typo writes nothing); each command runs it again on the config it is given."""
@@ -8,39 +10,27 @@ from __future__ import annotations
 
 import math
 import numbers
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from cifar_ft.backbones import SOURCES, check_backbone
+from cifar_ft.backbones import check_backbone
 from cifar_ft.backbones.offline import PACKAGES
 from cifar_ft.backbones.weights import check_weights_file, refuse_unsafe
-from cifar_ft.callbacks.schedule import UNFREEZE_MODES
-from cifar_ft.contracts import MONITORABLE
-from cifar_ft.data.choices import DATASETS
+from cifar_ft.data.augment_options import AugmentOptions
 from cifar_ft.data.folder_source import BAD_IMAGE_POLICIES, FolderSource
-from cifar_ft.data.transforms import PRESETS, AugmentOptions
 from cifar_ft.errors import ConfigError, check_choice, close_matches
-from cifar_ft.models.calibration import CALIBRATIONS, TTA
-from cifar_ft.models.heads import HEAD_INITS
-from cifar_ft.models.optim import DECAYS
+from cifar_ft.models.calibration import TTA
 from cifar_ft.plain import keyword_arguments, source_keywords
+from cifar_ft.runs.config import CALIBRATIONS
 from cifar_ft.runs.devices import check_devices, device_exists
 from cifar_ft.runs.limits import check_limits
 from cifar_ft.runs.run_dir import resume_target
-from cifar_ft.strategies.lora import LORA_TARGETS
-from cifar_ft.strategies.precision import FROZEN_PRECISIONS
-from cifar_ft.strategies.selective import BN_STATISTICS
+from cifar_ft.schema import SCHEMAS, check_node, knobs
 
 _MISSING = object()
-
-
-def _number(v: Any) -> bool:
-    """A finite real number (not a boolean: `true` is no count; not inf/nan: no valid LR is)."""
-    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _is_int(v: Any) -> bool:
@@ -51,81 +41,26 @@ def _int(lo: int) -> tuple[Callable[[Any], bool], str]:
     return (lambda v: _is_int(v) and v >= lo), f"an integer >= {lo}"
 
 
-def _range(lo: float, hi: float, lo_open: bool = False, hi_open: bool = False) -> tuple[Callable, str]:
-    def ok(v: Any) -> bool:
-        return _number(v) and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
-    return ok, f"a number in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
-
-
 def _optional(rule: tuple[Callable, str]) -> tuple[Callable, str]:
     return (lambda v: v is None or rule[0](v)), f"null or {rule[1]}"
 
 
-def _count_or_fraction(v: Any) -> bool:
-    return (_is_int(v) and v >= 0) or (_number(v) and 0 < v < 1)
-
-
-def _triple(positive: bool) -> tuple[Callable, str]:
-    def ok(v: Any) -> bool:
-        return isinstance(v, (list, tuple, ListConfig)) and len(v) == 3 and all(
-            _number(x) and (x > 0 if positive else True) for x in v)
-    return ok, "a list of 3 numbers" + (" > 0" if positive else "")
-
-
-POSITIVE = ((lambda v: _number(v) and v > 0), "a number > 0")
-NON_NEGATIVE = ((lambda v: _number(v) and v >= 0), "a number >= 0")
-FRACTION = _range(0.0, 1.0, hi_open=True)
-COUNT_OR_FRACTION = (_count_or_fraction, "an image count >= 0 or a fraction in (0, 1)")
-SCALE_RANGE = ((lambda v: isinstance(v, (list, tuple, ListConfig)) and len(v) == 2
-                and all(_number(x) for x in v) and 0 < v[0] <= v[1] <= 1), "[low, high] with 0 < low <= high <= 1")
+POSITIVE = ((lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and v > 0),
+            "a number > 0")
 MAX_EPOCHS = ((lambda v: _is_int(v) and (v >= 1 or v == -1)), "an integer >= 1 (or -1: no limit)")
-SEED = ((lambda v: _is_int(v) and 0 <= v < 2**32), "an integer in [0, 2**32)")
 
-# config key -> (valid(value), what is valid); keys absent from a command's config are skipped
+# Keys without a schema of ours: Lightning's Trainer node (its own signature is its schema: these are the
+# values it would accept but that make no run), and the keys of eval, predict and export.
 RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "seed": SEED, "data.image_size": _optional(_int(1)), "scheduler.patience": _int(0),
-    "trainer.num_sanity_val_steps": _int(-1),
-    "optimizer.lr": POSITIVE, "optimizer.weight_decay": NON_NEGATIVE, "optimizer.momentum": FRACTION,
-    "scheduler.warmup_steps": _int(0), "scheduler.min_lr_ratio": _range(0.0, 1.0),
-    "model.input_size": _int(16), "model.test_input_size": _optional(_int(16)), "model.batch_size": _int(1),
-    "model.backbone_lr_mult": NON_NEGATIVE,
-    "model.label_smoothing": FRACTION, "model.head_dropout": FRACTION, "model.drop_path_rate": FRACTION,
-    "model.backprop_fraction": _range(0.0, 1.0, lo_open=True),
-    "model.layer_decay": _optional(_range(0.0, 1.0, lo_open=True)),
-    "model.mean": _triple(False), "model.std": _triple(True),
-    "data.batch_size": _int(1), "data.eval_batch_size": _optional(_int(1)),
-    "data.val_size": COUNT_OR_FRACTION, "data.test_size": COUNT_OR_FRACTION,
-    "data.max_train_images": _optional(_int(1)), "data.mixup_alpha": NON_NEGATIVE,
-    # an epoch's index list is passes x images long: 100 passes of 50,000 images is 5 M entries, not 10^9
-    "data.passes_per_epoch": _range(0.0, 100.0, lo_open=True),
-    "data.cutmix_alpha": NON_NEGATIVE, "data.pad_fraction": _range(0.0, 0.5), "data.color_jitter": _range(0.0, 1.0),
-    "data.rotation_deg": _range(0.0, 180.0), "data.random_erasing": _range(0.0, 1.0), "data.rrc_scale": SCALE_RANGE,
-    "data.eval_crop_pct": _range(0.0, 1.0, lo_open=True), "data.max_cache_gb": NON_NEGATIVE,
-    "data.num_workers": ((lambda v: v == "auto" or (isinstance(v, int) and v >= 0)), "auto or an integer >= 0"),
-    "callbacks.progressive_resize.start_size": _optional(_int(16)), "callbacks.progressive_resize.step": _int(1),
-    "callbacks.progressive_resize.end_fraction": _range(0.0, 1.0, lo_open=True),
-    "trainer.max_epochs": MAX_EPOCHS, "trainer.log_every_n_steps": _int(1),
+    "trainer.num_sanity_val_steps": _int(-1), "trainer.max_epochs": MAX_EPOCHS, "trainer.log_every_n_steps": _int(1),
     "trainer.accumulate_grad_batches": _int(1), "trainer.gradient_clip_val": _optional(POSITIVE),
     "trainer.check_val_every_n_epoch": _int(1), "trainer.num_nodes": _int(1),
-    "frozen_epochs": _int(0),  # before the freeze_epochs it feeds, so the error names the key the user typed
-    "frozen_groups": _int(1),  # likewise: strategy.frozen_groups reads it, and the error names this key
-    "callbacks.freeze.freeze_epochs": _int(0), "callbacks.freeze.groups_per_epoch": _int(1),
-    "callbacks.freeze.feature_cache_max_gb": NON_NEGATIVE,
-    "callbacks.nonfinite_loss.check_every_n_steps": _optional(_int(1)),
-    "callbacks.stop_on_signal.agree_every_n_steps": _optional(_int(1)),
-    "callbacks.stop_on_signal.max_delay_s": POSITIVE,
-    "callbacks.ema.decay": _optional(_range(0.0, 1.0, lo_open=True, hi_open=True)),
-    "callbacks.ema.update_every_n_steps": _int(1),
-    "callbacks.precise_bn.images": _optional(_int(1)),
-    # the probe head is built with the other callbacks, after the run directory exists: checked here first
-    "callbacks.probe_head.images": _optional(_int(2)), "callbacks.probe_head.l2": NON_NEGATIVE,
-    "callbacks.probe_head.max_iter": _int(1),
+    "seed": ((lambda v: _is_int(v) and 0 <= v < 2**32), "an integer in [0, 2**32)"),
     "top_k": _int(1), "batch_size": _int(1), "explain": ((lambda v: isinstance(v, bool)), "true or false"),
     "device": (device_exists, "auto, cpu, or cuda / cuda:N naming a GPU of this machine"),
     "inputs": ((lambda v: bool(v) and isinstance(v, (str, list, tuple))),
                "image files and/or folders, e.g. inputs=[cat.jpg,photos/]"),
-    "strategy.rank": _int(1), "strategy.alpha": POSITIVE, "strategy.dropout": FRACTION, "strategy.tokens": _int(1),
-    "strategy.lr_mult": _optional(NON_NEGATIVE),
+    "model.input_size": _int(16), "model.test_input_size": _optional(_int(16)), "model.batch_size": _int(1),
 }
 # Values every Lightning 2.x knows, checked without importing it (seconds); others against its registries.
 USUAL = {"trainer.strategy": ("auto", "ddp", "ddp_spawn", "fsdp", "deepspeed"),
@@ -150,31 +85,41 @@ def _export_formats() -> dict:
     return FORMATS
 
 
-# config key -> registry of valid names (a function: a registry imported only where the key is present)
+# config key -> registry of valid names, for keys without a schema of ours (a function: imported only
+# where the key is present)
 CHOICES: dict[str, Any] = {
-    "data.augment": PRESETS, "data.on_bad_image": BAD_IMAGE_POLICIES, "data.dataset": DATASETS,
-    "model.source": SOURCES, "model.head_init": HEAD_INITS, "scheduler.decay": DECAYS,
-    "callbacks.freeze.unfreeze": UNFREEZE_MODES, "on_bad_image": BAD_IMAGE_POLICIES,
-    "format": _export_formats, "tta": (*TTA, None), "model.tta": TTA, "optimized_metric": MONITORABLE,
-    "calibrate": (*CALIBRATIONS, None), "optimized_mode": ("max", "min"), "print_config": ("summary", "full"),
-    "strategy.targets": LORA_TARGETS, "strategy.bn_statistics": BN_STATISTICS,
-    "frozen_precision": FROZEN_PRECISIONS, "strategy.frozen_precision": FROZEN_PRECISIONS,  # the typed key first
-    "model.compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+    "on_bad_image": BAD_IMAGE_POLICIES, "format": _export_formats, "tta": (*TTA, None),
+    "calibrate": (*CALIBRATIONS, None), "print_config": ("summary", "full"),
     # Lightning's own registries: a typo fails here, not after the data is read and the config printed
     "trainer.strategy": _lightning_strategies, "trainer.accelerator": _lightning_accelerators,
     "trainer.precision": ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true"),
 }
 
 
+def check_schemas(root: DictConfig, node: DictConfig | None = None, prefix: str = "") -> None:
+    """Every node composed on a schema of ours, checked against its fields (types, ranges, choices)."""
+    node = root if node is None else node
+    schema = OmegaConf.get_type(node)
+    if schema in SCHEMAS.values():
+        # a value taken from another key (`data.mean: ${model.mean}`) is checked where it is set
+        values = {f.name: _get(root, f"{prefix}{f.name}") for f in knobs(schema)
+                  if not OmegaConf.is_interpolation(node, f.name)}
+        check_node(schema, {k: (... if v is _MISSING else v) for k, v in values.items()}, prefix)
+    for key in node:
+        child = node._get_node(key)
+        if str(key) != "hydra" and isinstance(child, DictConfig) and not child._is_none():
+            check_schemas(root, child, f"{prefix}{key}.")
+
+
 def _get(cfg: DictConfig, key: str) -> Any:
     """The resolved value, or _MISSING when absent, `???`, or a `${hydra:...}` value outside a Hydra run;
     a value that cannot be resolved for any other reason (an unset `${oc.env:...}`, a self-reference)
     is a ConfigError naming the key, not a silently skipped check."""
-    from omegaconf.errors import MissingMandatoryValue
+    from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue
 
     try:
         value = OmegaConf.select(cfg, key, default=_MISSING, throw_on_missing=True)
-    except MissingMandatoryValue:
+    except (MissingMandatoryValue, InterpolationToMissingValueError):  # `???`, or a value that refers to one
         return _MISSING
     except Exception as exc:  # noqa: BLE001 - an interpolation that does not resolve
         if "HydraConfig was not set" in str(exc):  # ${hydra:...} is resolved by the run itself
@@ -198,6 +143,7 @@ def validate_config(cfg: DictConfig) -> None:
         value = _get(cfg, key)
         if value is not _MISSING and not ok(value):
             raise ConfigError(f"{key}={value!r} is not valid; valid: {valid}")
+    check_schemas(cfg)
     for key, registry in CHOICES.items():
         value = _get(cfg, key)
         if value is not _MISSING and value not in USUAL.get(key, ()):
@@ -210,16 +156,6 @@ def validate_config(cfg: DictConfig) -> None:
     _check_targets(cfg)
     for node in ("data", "model", "strategy", "scheduler", "optimizer"):
         _check_known_keys(cfg, node)
-    _check_regexes(cfg)
-
-
-def _check_regexes(cfg: DictConfig) -> None:
-    patterns = _get(cfg, "callbacks.freeze.groups")
-    for pattern in patterns if isinstance(patterns, (list, ListConfig)) else []:
-        try:
-            re.compile(str(pattern))
-        except re.error as err:
-            raise ConfigError(f"callbacks.freeze.groups: {str(pattern)!r} is not a valid regex ({err})") from None
 
 
 def _accepted(target: str) -> set[str] | None:

@@ -1,0 +1,118 @@
+"""Every knob's schema, walked: each field refuses a wrong-typed and an out-of-range value in one line
+naming its key, through the real conf/ and the command line's checks; conf/'s YAML holds only what
+differs from the schemas' defaults; every field has its help."""
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cifar_ft.runs.compose import CONF_DIR, compose_config, schema_message, unknown_key_message
+from cifar_ft.runs.entry import user_message
+from cifar_ft.runs.resolvers import register_resolvers
+from cifar_ft.runs.validate import validate_config
+from cifar_ft.schema import SCHEMAS, hints, knobs
+
+register_resolvers()
+
+# (group, name) -> (the overrides that compose a config on it, the key prefix of its fields)
+WHERE = {("data", "cifar"): (["data=cifar10"], "data."), ("data", "image_folder"): (["data=image_folder"], "data."),
+         ("data", "synthetic"): (["data=synthetic"], "data."), ("model", "model"): ([], "model."),
+         ("scheduler", "warmup"): (["scheduler=cosine"], "scheduler."),
+         ("scheduler", "plateau"): (["scheduler=plateau"], "scheduler."), ("run", "train"): ([], "")}
+for (group, name) in SCHEMAS:
+    if group in ("optimizer", "strategy"):
+        WHERE[(group, name)] = ([f"{group}={name}"], f"{group}.")
+    elif group == "callbacks":
+        WHERE[(group, name)] = ([], f"callbacks.{name}.")
+
+
+def _bad_values(field: dataclasses.Field, hint: object) -> list[str]:
+    """Command-line values the field must refuse: one of the wrong type, and one out of its range."""
+    meta, out = field.metadata, []
+    text = hint.__name__ if isinstance(hint, type) else str(hint)
+    if "int" in text or "float" in text:
+        out.append("abc" if "str" not in text else "[1,2,3,4,5]")
+    elif text.startswith("bool"):
+        out.append("maybe")
+    elif "list" in text:
+        out.append("7")
+    elif meta["choices"] is not None:
+        out.append("no_such_choice")
+    elif meta["check"] is not None:
+        out.append("'['")  # a string its own rule refuses (a regex that does not compile)
+    for bound, step in (("ge", -1), ("gt", 0), ("le", 1), ("lt", 0)):
+        if meta[bound] is not None:
+            value = meta[bound] + step
+            out.append(str(int(value)) if "float" not in text and float(value).is_integer() else repr(float(value)))
+    if meta["length"]:
+        out.append("[" + ",".join(["0.5"] * (meta["length"] + 1)) + "]")
+    return out
+
+
+CASES = [(group, name, f.name, bad) for (group, name), cls in sorted(SCHEMAS.items())
+         for f in knobs(cls) for bad in _bad_values(f, hints(cls)[f.name])]
+
+
+def _message(overrides: list[str]) -> str | None:
+    try:
+        validate_config(compose_config(overrides))
+    except Exception as exc:  # noqa: BLE001 - what the command line would print
+        return unknown_key_message(exc, "train", overrides) or schema_message(exc) or user_message(exc) or repr(exc)
+    return None
+
+
+def test_every_schema_field_is_walked():
+    walked = {(g, n, k) for g, n, k, _ in CASES}
+    for (group, name), cls in SCHEMAS.items():
+        assert (group, name) in WHERE, f"no conf/ option composes schema/{group}/{name}"
+        for f in knobs(cls):
+            free = f.metadata["choices"] is None and f.metadata["check"] is None
+            if free and hints(cls)[f.name] in (str, str | None):
+                continue  # a free string (a name, a path, a regex): the command line cannot mistype it
+            assert (group, name, f.name) in walked, f"{group}/{name}: {f.name} has no value to refuse"
+
+
+@pytest.mark.parametrize(("group", "name", "key", "bad"), CASES, ids=[f"{g}.{n}.{k}={b}" for g, n, k, b in CASES])
+def test_a_wrong_typed_or_out_of_range_value_is_one_line_naming_the_key(group, name, key, bad):
+    overrides, prefix = WHERE[(group, name)]
+    message = _message([*overrides, f"{prefix}{key}={bad}"])
+    assert message is not None, f"{prefix}{key}={bad} was accepted"
+    assert "\n" not in message and f"{prefix}{key}" in message, message
+
+
+def _extended(path: Path) -> list[tuple[str, str, str]]:
+    """(group, name, package) of each schema a conf YAML extends."""
+    text = path.read_text()
+    found = re.findall(r"- /schema/(\w+)/(\w+)@(\w+)", text)
+    if path.parent.name == "model" and re.search(r"^  - base$", text, re.M):
+        found.append(("model", "model", "_here_"))
+    return found
+
+
+@pytest.mark.parametrize("path", sorted(Path(CONF_DIR).rglob("*.yaml")), ids=lambda p: str(p.relative_to(CONF_DIR)))
+def test_conf_holds_only_what_differs_from_the_schemas(path):
+    data = yaml.safe_load(path.read_text()) or {}
+    for group, name, package in _extended(path):
+        node = data if package == "_here_" else data.get(package) or {}
+        if path.parent.name == "strategy" or package not in ("_here_",) and path.parent.name != "callbacks":
+            node = data.get(package) or {}
+        cls = SCHEMAS[(group, name)]
+        defaults = {f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+                    for f in knobs(cls)}
+        same = [k for k, v in node.items() if k in defaults and v == defaults[k] and type(v) is type(defaults[k])]
+        assert not same, f"{path.name}: {same} repeat the defaults of schema/{group}/{name}"
+
+
+def test_every_knob_has_its_help():
+    for (group, name), cls in SCHEMAS.items():
+        for f in knobs(cls):
+            assert f.metadata["help"].strip(), f"{group}/{name}: {f.name} has no help"
+
+
+def test_a_misspelt_key_is_one_line_naming_the_nearest():
+    message = _message(["data.batch_sise=64"])
+    assert message.startswith("data.batch_sise:") and "batch_size" in message and "\n" not in message
