@@ -35,6 +35,8 @@ def unknown_key_message(exc: BaseException, config_name: str, overrides: list[st
     from cifar_ft.errors import close_matches
 
     text = f"{exc} {exc.__cause__ or ''}"
+    if (merged := _merged_unknown_key(text)) is not None:
+        return merged
     found = re.search(r"Could not override '([^']+)'", text)
     if found is None or not re.search(r"not in struct|Key '[^']+' not in '", text):
         return None
@@ -70,3 +72,21 @@ def schema_message(exc: BaseException) -> str | None:
     if found is None:
         return None
     return f"{cause.full_key}={getattr(cause, 'value', None)!r} is not valid; valid: {describe(*found)}"
+
+
+def _merged_unknown_key(text: str) -> str | None:
+    """One line for a config file that sets a key the chosen option's schema lacks (`experiment=smoke
+    scheduler=plateau`: the experiment sets scheduler.warmup_steps, which plateau does not have)."""
+    import re
+
+    from cifar_ft.schema import SCHEMAS, knobs
+
+    found = re.search(r"In '([^']+)': ConfigKeyError raised while composing config:\s*Key '([^']+)' not in "
+                      r"'(\w+)'\s*full_key: (\S+)", text)
+    if found is None:
+        return None
+    where, _, schema_name, key = found.groups()
+    schema = next((cls for cls in SCHEMAS.values() if cls.__name__ == schema_name), None)
+    valid = ", ".join(f.name for f in knobs(schema)) if schema is not None else "?"
+    return (f"{key}: {where} sets it, and the option chosen for {key.rsplit('.', 1)[0]} ({schema_name}) has no "
+            f"such key (valid: {valid}); choose that option's own preset or leave the choice to {where}")
