@@ -120,7 +120,7 @@ BAD_INPUTS = [
     ("predict", ["ckpt_path={ckpt}", "inputs=[]"], "inputs=[]"),
     ("predict", ["ckpt_path={ckpt}", "inputs=[{ckpt}]", "device=gpu7"], "device='gpu7'"),
     ("predict", ["ckpt_path={ckpt}", "inputs=[{ckpt}]", "device=cuda:3"], "device='cuda:3'"),
-    ("train", ["scheduler=plateau"], 
+    ("train", ["scheduler=plateau"],
      "scheduler.warmup_steps: experiment/smoke sets it, and the option chosen for scheduler (PlateauOptions)"),
     ("eval", ["ckpt_path={run}/junk/random.ckpt"], "is not a readable torch file (unpickling failed"),
     ("train", ["model.pretrained={run}/junk/bad.safetensors"], "cannot be read as safetensors"),
