@@ -98,7 +98,6 @@ CODE_CHOOSING = {
     ("eval.py", "instantiate("): "data= given on the command line (a stored data config goes through data.registry)",
     ("runs/build.py", "instantiate("): "callbacks, loggers and the trainer of the command line's config",
     ("reports/robustness.py", "instantiate("): "the command line's robustness node",
-    ("runs/validate.py", "get_class("): "the command line's `_target_`, to list the options it takes",
     ("sweeps/sweeper.py", "instantiate("): "hydra.sweeper.sampler of the command line (CmaEsSampler refused)",
     ("bench/strategy.py", "instantiate("): "the bench's own composed config",
     ("bench/transfer.py", "instantiate("): "the bench's own composed config",

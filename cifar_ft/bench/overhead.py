@@ -45,7 +45,7 @@ def logged_rate(tb_dir: Path, batch: int, skip: int = 1) -> float:
 
 def ours(overrides: list[str], batch: int, steps: int, out: Path) -> float:
     args = [*overrides, "data=synthetic", f"data.train_size={batch * (steps + 2) + 64}", "data.val_size=64",
-            "data.test_size=64", f"data.batch_size={batch}", "data.augment=none", "callbacks.freeze.freeze_epochs=0",
+            "data.test_size=64", f"data.batch_size={batch}", "data.augment=none", "strategy.frozen_epochs=0",
             f"++trainer.max_steps={steps}", "trainer.accelerator=cpu", f"hydra.run.dir={out}"]
     proc = subprocess.run([sys.executable, "-m", "cifar_ft.train", *args], cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -95,8 +95,8 @@ def collectives(out: Path, kind: str, overrides: list[str]) -> tuple[float, floa
 def collective_rows(out: Path) -> list[dict]:
     rows = []
     for name, kind, overrides in (("bare DDP LightningModule", "bare", []),
-                                  ("ours, full fine-tuning", "ours", ["callbacks.freeze.freeze_epochs=0"]),
-                                  ("ours, 1 frozen epoch then unfrozen", "ours", ["callbacks.freeze.freeze_epochs=1"])):
+                                  ("ours, full fine-tuning", "ours", ["strategy.frozen_epochs=0"]),
+                                  ("ours, 1 frozen epoch then unfrozen", "ours", ["strategy.frozen_epochs=1"])):
         every, quiet = collectives(out / kind / name.replace(" ", "_").replace(",", ""), kind, overrides)
         rows.append({"row": f"6 DDP 2 gloo ranks: {name}", "value": every, "unit": "collectives/step",
                      "non_periodic": quiet})

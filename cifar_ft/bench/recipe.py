@@ -21,12 +21,15 @@ from cifar_ft.strategies.precision import cpu_bf16_units
 
 ROOT = Path(__file__).resolve().parents[2]
 BASELINE = ["model.input_size=64", "data.max_train_images=12000", "data.val_size=2500", "data.test_size=2000",
-            "trainer.max_epochs=1", "callbacks.freeze.freeze_epochs=0", "optimizer.lr=1e-3",
+            "trainer.max_epochs=1", "strategy.frozen_epochs=0", "optimizer.lr=1e-3",
             "model.backbone_lr_mult=1.0", "data.augment=basic", "data.pad_fraction=0.125",
             "data.passes_per_epoch=1", "scheduler.warmup_steps=30",
             # full fine-tuning from a random head, whatever experiment=cpu_transfer chooses; a row's strategy=X
-            # comes later and wins, with strategy=partial's own 6 groups in fp32 unless the row sets strategy.*
-            "strategy=full", "frozen_groups=6", "frozen_precision=fp32", "callbacks.probe_head.images=null"]
+            # comes later and wins (strategy=partial rows set its groups and precision: cpu_transfer's own
+            # options for partial would apply otherwise)
+            "strategy=full", "callbacks.probe_head.images=null"]
+PARTIAL_6 = ["strategy=partial", "strategy.frozen_groups=6", "strategy.frozen_precision=fp32"]
+PARTIAL_4 = ["strategy=partial", "strategy.frozen_groups=4", "strategy.frozen_precision=fp32"]
 # knob -> (setting as shown, overrides on top of the baseline)
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "baseline": ("64 px, 12k images, 1 epoch, AdamW lr 1e-3 everywhere", []),
@@ -38,7 +41,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "layer decay": ("model.layer_decay=0.8", ["model.layer_decay=0.8"]),
     "EMA": ("callbacks.ema.decay=0.998 (warmup)", ["callbacks.ema.decay=0.998"]),
     "freeze epochs": ("1 frozen epoch (cached) + 1 fine-tuning", ["trainer.max_epochs=2",
-                                                                 "callbacks.freeze.freeze_epochs=1"]),
+                                                                 "strategy.frozen_epochs=1"]),
     "epochs 2": ("2 epochs of fine-tuning", ["trainer.max_epochs=2"]),
     "passes 1.5": ("1.5 passes in one epoch (data.passes_per_epoch=1.5)", ["data.passes_per_epoch=1.5"]),
     "resolution": ("96 px", ["model.input_size=96"]),
@@ -54,14 +57,14 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "backbone lite2": ("EfficientNet-Lite2 at 64 px", ["model=efficientnet_lite2_offline"]),
     # partial fine-tuning: no backward pass through the stem and first three stages (Lite0's 6 groups)
     "partial 6 frozen": ("strategy=partial (first 6 layer groups frozen, ImageNet BatchNorm statistics)",
-                         ["strategy=partial"]),
-    "partial 6 bn": ("strategy=partial callbacks.freeze.train_bn=true (frozen groups' BatchNorm adapts)",
-                     ["strategy=partial", "callbacks.freeze.train_bn=true"]),
+                         PARTIAL_6),
+    "partial 6 bn": ("strategy=partial strategy.bn_statistics=adapt (frozen groups' BatchNorm adapts)",
+                     [*PARTIAL_6, "strategy.bn_statistics=adapt"]),
     "partial 4 bn 1.4 passes": ("the stem and first 3 blocks frozen, BatchNorm adapting, 1.4 passes (time saved)",
-                                ["strategy=partial", "strategy.frozen_groups=4", "callbacks.freeze.train_bn=true",
+                                [*PARTIAL_4, "strategy.bn_statistics=adapt",
                                  "data.passes_per_epoch=1.4"]),
     "partial 4 frozen": ("the stem and first 3 blocks frozen, ImageNet's statistics (a former cpu_transfer choice)",
-                         ["strategy=partial", "strategy.frozen_groups=4"]),
+                         PARTIAL_4),
     # the LR decay a cut-short run prefers (Li et al., 2020), and fewer backward passes (Jiang et al., 2019)
     "schedule": ("linear decay to zero (scheduler=linear)", ["scheduler=linear"]),
     "selective backprop": ("backward on the hardest half of each batch (model.backprop_fraction=0.5)",

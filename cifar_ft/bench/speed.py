@@ -93,7 +93,7 @@ def lightning_rate(model_overrides: list[str], batch: int, steps: int, out: Path
     cfg = compose_config(["experiment=smoke", *model_overrides, f"trainer.accelerator={device}",
                        "data=synthetic", f"data.image_size={size}", f"data.train_size={batch * (steps + 1) + 64}",
                        "data.val_size=64", f"data.test_size={batch}", f"data.batch_size={batch}", "data.augment=none",
-                       "trainer.max_epochs=3", "callbacks.freeze.freeze_epochs=0", "trainer.num_sanity_val_steps=0",
+                       "trainer.max_epochs=3", "strategy.frozen_epochs=0", "trainer.num_sanity_val_steps=0",
                        "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
                        "scheduler.warmup_steps=5"], out)
     train(cfg)
@@ -127,10 +127,10 @@ def frozen_epochs(root: str, out: Path, device: str, images: int) -> list[dict]:
             "data.val_size=500", "data.test_size=500", "trainer.enable_progress_bar=false",
             f"trainer.accelerator={device}"]
     times = {}
-    for name, extra in {"5 cached": ["trainer.max_epochs=5", "callbacks.freeze.freeze_epochs=5"],
-                        "5 uncached": ["trainer.max_epochs=5", "callbacks.freeze.freeze_epochs=5",
+    for name, extra in {"5 cached": ["trainer.max_epochs=5", "strategy.frozen_epochs=5"],
+                        "5 uncached": ["trainer.max_epochs=5", "strategy.frozen_epochs=5",
                                        "callbacks.freeze.feature_cache=false"],
-                        "1 uncached": ["trainer.max_epochs=1", "callbacks.freeze.freeze_epochs=1",
+                        "1 uncached": ["trainer.max_epochs=1", "strategy.frozen_epochs=1",
                                        "callbacks.freeze.feature_cache=false"]}.items():
         train(compose_config([*base, *extra], out / name.replace(" ", "_")))
         times[name] = json.loads((out / name.replace(" ", "_") / "metrics.json").read_text())["fit_time_s"]

@@ -29,20 +29,20 @@ from cifar_ft.bench.common import data_root, print_table, save_json
 ROOT = Path(__file__).resolve().parents[2]
 VAL = 1000
 SPLITS = [f"data.val_size={VAL}", "data.test_size=2000"]
-# one pass, partial's own 6 groups in fp32 and a random head, whatever experiment=cpu_transfer chooses:
-# every strategy as itself
-AS_ITSELF = ["data.passes_per_epoch=1", "frozen_groups=6", "frozen_precision=fp32", "callbacks.probe_head.images=null"]
+# one pass and a random head, whatever experiment=cpu_transfer chooses: every strategy as itself (partial
+# with its own 6 groups in fp32, below: cpu_transfer's options for partial would apply otherwise)
+AS_ITSELF = ["data.passes_per_epoch=1", "callbacks.probe_head.images=null"]
 TRAIN_IMAGES = 47000  # 50,000 in the shared zip minus validation and test
 CALIBRATE = (512, 2048)  # training images of the two calibration runs per strategy
 # strategy -> overrides that make it itself (epochs of its schedule); images per epoch come from the budget
 LITE_STRATEGIES: dict[str, list[str]] = {
-    "full": ["callbacks.freeze.freeze_epochs=0"],
+    "full": ["strategy.frozen_epochs=0"],
     "linear_probe": ["trainer.max_epochs=10"],
     "lp_ft": ["trainer.max_epochs=2"],
     "gradual": ["trainer.max_epochs=3", "callbacks.freeze.groups_per_epoch=4"],
     "bitfit": [],
     "norm": [],
-    "partial": ["callbacks.freeze.train_bn=true"],
+    "partial": ["strategy.bn_statistics=adapt", "strategy.frozen_groups=6", "strategy.frozen_precision=fp32"],
     "lora": [],
     "dora": [],
 }
@@ -99,11 +99,12 @@ def vit_row(strategy: str, batch: int, steps: int, backbone: str = "vit_base_pat
     with initialize_config_dir(str(CONF_DIR), version_base=None):
         cfg = compose("train", [f"strategy={strategy}"])
     from cifar_ft.models.classifier import ImageClassifier
+    from cifar_ft.runs.build import strategy_and_schedule
 
     gpu = torch.cuda.is_available()
     device = torch.device("cuda" if gpu else "cpu")
     model = ImageClassifier(backbone, num_classes=10, pretrained=False, input_size=size,
-                            strategy=instantiate(cfg.strategy)).to(device)
+                            strategy=instantiate(strategy_and_schedule(cfg.strategy)[0])).to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=1e-4)
     x, y = torch.randn(batch, 3, size, size, device=device), torch.randint(0, 10, (batch,), device=device)

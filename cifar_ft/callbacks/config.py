@@ -21,14 +21,13 @@ def _regexes(v: object) -> bool:
 @schema("callbacks", "freeze")
 @dataclass
 class FreezeOptions:
-    """The freeze schedule: epochs with the backbone frozen, then unfreezing (`freeze.FreezeSchedule`)."""
+    """How the freeze schedule unfreezes (`freeze.FreezeSchedule`); how long the backbone stays frozen and
+    what its BatchNorm statistics do are the strategy's (`strategy.frozen_epochs`, `strategy.bn_statistics`)."""
 
     _target_: str = "cifar_ft.callbacks.freeze.FreezeSchedule"
-    freeze_epochs: int = knob(1, "epochs with the backbone frozen (0: full fine-tuning from the start)", ge=0)
     unfreeze: str = knob("all", "all | gradual (groups_per_epoch layer groups per epoch, deepest first)",
                          choices=UNFREEZE)
     groups_per_epoch: int = knob(1, "gradual: layer groups unfrozen per epoch", ge=1)
-    train_bn: bool = knob(False, "false: frozen BatchNorm layers keep their running statistics")
     groups: list[str] | None = knob(None, "regexes defining layer groups (default: timm's group_matcher)",
                                     check=_regexes, valid="null or a list of valid regexes")
     augment_frozen: bool = knob(False, "false: frozen epochs see un-augmented images (linear-probe practice), "

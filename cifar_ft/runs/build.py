@@ -16,11 +16,26 @@ from omegaconf import DictConfig, OmegaConf
 from cifar_ft.callbacks.progress import ModelSummaryWithoutFlops
 
 
-def build_callbacks(cfg: DictConfig | None, progress_bar: bool = True) -> list[L.Callback]:
+def build_callbacks(cfg: DictConfig | None, progress_bar: bool = True, schedule: dict | None = None
+                    ) -> list[L.Callback]:
     """Instantiate every `callbacks.<name>` entry that is not null (no progress bar if disabled); a
-    factory may return None for a callback its settings switch off (`callbacks.ema.decay: null`)."""
-    callbacks = [instantiate(c) for c in (cfg or {}).values() if c is not None]
+    factory may return None for a callback its settings switch off (`callbacks.ema.decay: null`).
+    `schedule`: the strategy's frozen phase, for the freeze schedule (`strategy_and_schedule`)."""
+    callbacks = [instantiate(c, **(schedule or {}) if name == "freeze" else {})
+                 for name, c in (cfg or {}).items() if c is not None]
     return [c for c in callbacks if c is not None and (progress_bar or not isinstance(c, ProgressBar))]
+
+
+def strategy_and_schedule(node: DictConfig) -> tuple[dict, dict]:
+    """The strategy node split by who takes each option: the strategy's class its own options, the freeze
+    schedule (`callbacks.freeze`) the frozen phase's length (`frozen_epochs`) and whether frozen layers'
+    BatchNorm statistics adapt (`bn_statistics: adapt`, which the class sees as `trained`)."""
+    options = OmegaConf.to_container(node, resolve=True)
+    schedule = {"freeze_epochs": int(options.pop("frozen_epochs", 0)),
+                "train_bn": options.get("bn_statistics") == "adapt"}
+    if schedule["train_bn"]:
+        options["bn_statistics"] = "trained"
+    return options, schedule
 
 
 def build_loggers(cfg: DictConfig | None) -> list:

@@ -7,9 +7,12 @@ from typing import Any
 
 from cifar_ft.contracts import MONITORABLE
 from cifar_ft.schema import knob, schema
-from cifar_ft.strategies.config import FROZEN_PRECISIONS
 
 CALIBRATIONS = ("none", "temperature")
+# keys that moved (CHANGELOG.md): the old key on a command line is one line naming its replacement
+MOVED = {"frozen_epochs": "strategy.frozen_epochs", "frozen_groups": "strategy.frozen_groups",
+         "frozen_precision": "strategy.frozen_precision", "callbacks.freeze.freeze_epochs": "strategy.frozen_epochs",
+         "callbacks.freeze.train_bn": "strategy.bn_statistics (true: adapt, false: trained)"}
 
 
 def _tta() -> list[str]:
@@ -25,11 +28,6 @@ class TrainOptions:
 
     task_name: str = knob("train", "names the run's folder: outputs/<task_name>/<time>")
     seed: int = knob(42, "everything random: weights of the head, splits, augmentation, order", ge=0, lt=2**32)
-    frozen_epochs: int = knob(1, "epochs the backbone stays frozen before strategy=full or gradual trains it "
-                                 "(strategies with a schedule of their own set callbacks.freeze.freeze_epochs)", ge=0)
-    frozen_groups: int = knob(6, "input-side layer groups strategy=partial and partial_bn keep frozen", ge=1)
-    frozen_precision: str = knob("fp32", "strategy=partial: the frozen groups' forward (fp32 | bf16 | auto)",
-                                 choices=FROZEN_PRECISIONS)
     ckpt_path: str | None = knob(None, "resume from this checkpoint, or `last` (with hydra.run.dir=<run dir>)")
     resume: bool = knob(False, "true: the same as ckpt_path=last")
     rerun_failed: bool = knob(False, "a multirun re-run into the same hydra.sweep.dir also runs jobs that failed")

@@ -18,7 +18,14 @@ from cifar_ft.callbacks.temperature import TemperatureScaling
 from cifar_ft.reports.artifacts import run_facts, to_float_dict, write_metrics, write_test_artifacts
 from cifar_ft.reports.explain import write_mistakes
 from cifar_ft.reports.robustness import after_test
-from cifar_ft.runs.build import build_callbacks, build_loggers, build_trainer, log_hparams, print_config
+from cifar_ft.runs.build import (
+    build_callbacks,
+    build_loggers,
+    build_trainer,
+    log_hparams,
+    print_config,
+    strategy_and_schedule,
+)
 from cifar_ft.runs.checkpoints import check_resumable, refuse_finished, resolve_ckpt
 from cifar_ft.runs.provenance import RecordData, record
 from cifar_ft.runs.run_dir import resume_target
@@ -52,14 +59,15 @@ def fit_and_test(cfg: DictConfig, start: float, resume: bool, pruning: list[L.Ca
     for warning in short_run_warnings(cfg, datamodule.split_size("train")):
         log.warning(warning)
     L.seed_everything(cfg.seed, workers=True)
+    strategy, schedule = strategy_and_schedule(cfg.strategy)
     model = instantiate(cfg.model, num_classes=datamodule.num_classes, class_names=datamodule.class_names,
                         optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler),
-                        strategy=instantiate(cfg.get("strategy")), trust_weights=trust)
+                        strategy=instantiate(strategy), trust_weights=trust)
     if ckpt_path is not None:  # before the config print and fit: a file fit cannot load is one line
         check_resumable(ckpt_path, model, trust)
     print_config(cfg)
     loggers = build_loggers(cfg.get("logger"))
-    callbacks = build_callbacks(cfg.get("callbacks"), cfg.trainer.get("enable_progress_bar", True))
+    callbacks = build_callbacks(cfg.get("callbacks"), cfg.trainer.get("enable_progress_bar", True), schedule)
     provenance = record(cfg.data, datamodule)  # in every checkpoint: eval tests these held-out images
     scaling = [TemperatureScaling()] if calibrate else []  # fitted at the start of the final test
     trainer = build_trainer(cfg.trainer, [*callbacks, *pruning, *scaling, RecordData(provenance)], loggers)

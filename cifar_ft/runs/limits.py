@@ -21,10 +21,6 @@ def check_limits(get: Callable[[str], Any], missing: object) -> None:
     _check_duplicates(get, missing)
     _check_devices(get("trainer.devices"), missing)
     _check_calibration(get)
-    if get("strategy.bn_statistics") == "frozen" and get("callbacks.freeze.train_bn") is True:
-        raise ConfigError("strategy.bn_statistics=frozen with callbacks.freeze.train_bn=true: the first keeps "
-                          "every BatchNorm statistic, the second updates them; choose one (strategy=partial_bn "
-                          "sets train_bn: use strategy=partial strategy.bn_statistics=frozen)")
     start, end = (get(f"callbacks.progressive_resize.{k}_fraction") for k in ("start", "end"))
     if missing not in (start, end) and all(isinstance(v, (int, float)) for v in (start, end)) \
             and not 0 <= start < end:
@@ -33,16 +29,16 @@ def check_limits(get: Callable[[str], Any], missing: object) -> None:
 
 
 def _check_schedule(get: Callable[[str], Any], missing: object) -> None:
-    freeze, epochs = get("callbacks.freeze.freeze_epochs"), get("trainer.max_epochs")
+    freeze, epochs = get("strategy.frozen_epochs"), get("trainer.max_epochs")
     if missing in (freeze, epochs) or epochs == -1:
         return
     if freeze > epochs:
-        raise ConfigError(f"callbacks.freeze.freeze_epochs={freeze} > trainer.max_epochs={epochs}; use "
-                          "freeze_epochs <= max_epochs (= max_epochs: linear probe)")
+        raise ConfigError(f"strategy.frozen_epochs={freeze} > trainer.max_epochs={epochs}; use "
+                          "frozen_epochs <= max_epochs (= max_epochs: strategy=linear_probe)")
     name = get("strategy.name")
     if name in SCHEDULED and freeze >= epochs:
         raise ConfigError(f"strategy={name} with trainer.max_epochs={epochs}: its frozen phase "
-                          f"(callbacks.freeze.freeze_epochs={freeze}) takes every epoch, so the backbone would never "
+                          f"(strategy.frozen_epochs={freeze}) takes every epoch, so the backbone would never "
                           f"train and the run would be a linear probe reported as {name}; use "
                           f"trainer.max_epochs>={freeze + 1}, or strategy=linear_probe")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,11 +20,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from cifar_ft.backbones import check_backbone
 from cifar_ft.backbones.offline import PACKAGES
 from cifar_ft.backbones.weights import check_weights_file, refuse_unsafe
-from cifar_ft.data.augment_options import AugmentOptions
 from cifar_ft.data.folder_source import BAD_IMAGE_POLICIES, FolderSource
-from cifar_ft.errors import ConfigError, check_choice, close_matches
+from cifar_ft.errors import ConfigError, check_choice
 from cifar_ft.models.calibration import TTA
-from cifar_ft.plain import keyword_arguments, source_keywords
 from cifar_ft.runs.config import CALIBRATIONS
 from cifar_ft.runs.devices import check_devices, device_exists
 from cifar_ft.runs.limits import check_limits
@@ -103,7 +102,7 @@ def check_schemas(root: DictConfig, node: DictConfig | None = None, prefix: str 
     if schema in SCHEMAS.values():
         # a value taken from another key (`data.mean: ${model.mean}`) is checked where it is set
         values = {f.name: _get(root, f"{prefix}{f.name}") for f in knobs(schema)
-                  if not OmegaConf.is_interpolation(node, f.name)}
+                  if not re.fullmatch(r"\$\{[\w.]+\}", str(node._get_node(f.name)._value()))}
         check_node(schema, {k: (... if v is _MISSING else v) for k, v in values.items()}, prefix)
     for key in node:
         child = node._get_node(key)
@@ -154,38 +153,6 @@ def validate_config(cfg: DictConfig) -> None:
     check_limits(lambda key: _get(cfg, key), _MISSING)
     check_devices(_get(cfg, "trainer.accelerator"), _get(cfg, "trainer.devices"))
     _check_targets(cfg)
-    for node in ("data", "model", "strategy", "scheduler", "optimizer"):
-        _check_known_keys(cfg, node)
-
-
-def _accepted(target: str) -> set[str] | None:
-    """Keyword arguments a `_target_` class accepts (through `**kwargs` up its bases); None: anything."""
-    from hydra.utils import get_class
-
-    if (ours := source_keywords(target)) is not None:  # read, not imported: no Lightning for a config check
-        return ours
-    try:
-        cls = get_class(target)
-    except Exception:  # noqa: BLE001 - an unknown target is reported by instantiate itself
-        return None
-    return keyword_arguments(cls)
-
-
-def _check_known_keys(cfg: DictConfig, node: str) -> None:
-    """`data.max_images=...` (a key nothing reads) is one line naming it and the nearest valid keys."""
-    section = cfg.get(node) if node in cfg else None
-    if not isinstance(section, DictConfig) or not isinstance(section.get("_target_"), str):
-        return
-    accepted = _accepted(section._target_)
-    if node == "data" and accepted is not None:
-        accepted |= set(AugmentOptions.field_names())
-    if accepted is None:
-        return
-    for key in section:
-        if not str(key).startswith("_") and key not in accepted:
-            raise ConfigError(f"{node}.{key}: unknown {node} option for {section._target_.rsplit('.', 1)[-1]}."
-                              f"{close_matches(str(key), accepted)} (valid: {', '.join(sorted(accepted))}; "
-                              f"a key an experiment set for another {node} choice: drop it with ~{node}.{key})")
 
 
 def _check_targets(cfg: DictConfig) -> None:

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 from cifar_ft.schema import knob, schema
 
-BN_STATISTICS = ("trained", "frozen")
+BN_STATISTICS = ("trained", "frozen", "adapt")
 FROZEN_PRECISIONS = ("fp32", "bf16", "auto")
-BN_HELP = ("trained: BatchNorm layers that train update their statistics | frozen: every BatchNorm keeps its "
-           "pretrained statistics")
+BN_HELP = ("trained: BatchNorm layers that train update their running statistics | frozen: every BatchNorm "
+           "keeps its pretrained statistics | adapt: every BatchNorm's statistics adapt, frozen layers' included")
 LR_MULT_HELP = "peak LR of what this strategy trains = optimizer.lr * this (null: model.backbone_lr_mult)"
 
 
@@ -30,6 +30,8 @@ def _lora_targets() -> list[str]:
 @dataclass
 class StrategyOptions:
     name: str = knob("???", "the strategy's registry name (strategies.STRATEGIES), recorded in checkpoints")
+    frozen_epochs: int = knob(0, "epochs the backbone stays frozen first (the head trains alone, on cached "
+                                 "features); the freeze schedule (callbacks.freeze) runs it", ge=0)
 
 
 @schema("strategy", "full")
@@ -38,6 +40,8 @@ class FullOptions(StrategyOptions):
     """Every backbone parameter trains once the freeze schedule unfreezes it (`selective.Full`)."""
 
     _target_: str = "cifar_ft.strategies.selective.Full"
+    frozen_epochs: int = knob(1, "epochs the backbone stays frozen first (the head trains alone, on cached "
+                                 "features); the freeze schedule (callbacks.freeze) runs it", ge=0)
     bn_statistics: str = knob("trained", BN_HELP, choices=BN_STATISTICS)
 
 

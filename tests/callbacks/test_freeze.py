@@ -31,7 +31,7 @@ def run(cfg_factory, *overrides, name="run"):
 
 
 def test_gradual_unfreeze_exact_requires_grad_and_groups(cfg_factory):
-    _, rec = run(cfg_factory, "trainer.max_epochs=4", "callbacks.freeze.freeze_epochs=1",
+    _, rec = run(cfg_factory, "trainer.max_epochs=4", "strategy.frozen_epochs=1",
                  "callbacks.freeze.unfreeze=gradual", "callbacks.freeze.groups_per_epoch=2")
     assert [r["epoch"] for r in rec] == [0, 1, 2, 3]
     assert trainable_groups(rec[0]) == []
@@ -51,16 +51,16 @@ def test_gradual_unfreeze_exact_requires_grad_and_groups(cfg_factory):
 
 
 def test_frozen_batchnorm_keeps_running_stats(cfg_factory):
-    _, rec = run(cfg_factory, "trainer.max_epochs=2", "callbacks.freeze.freeze_epochs=1")
+    _, rec = run(cfg_factory, "trainer.max_epochs=2", "strategy.frozen_epochs=1")
     assert torch.equal(rec[0]["bn_mean"], rec[0]["bn_mean_end"])  # frozen epoch: statistics untouched
     assert not torch.equal(rec[1]["bn_mean"], rec[1]["bn_mean_end"])  # unfrozen: they update
 
 
 def test_full_finetune_and_linear_probe(cfg_factory):
-    _, rec = run(cfg_factory, "trainer.max_epochs=1", "callbacks.freeze.freeze_epochs=0", name="ft")
+    _, rec = run(cfg_factory, "trainer.max_epochs=1", "strategy.frozen_epochs=0", name="ft")
     assert trainable_groups(rec[0]) == GROUPS
     assert [g[0] for g in rec[0]["groups"]] == ["head", "head/no_decay", "backbone", "backbone/no_decay"]
-    _, rec = run(cfg_factory, "trainer.max_epochs=2", "callbacks.freeze.freeze_epochs=2", name="lp")
+    _, rec = run(cfg_factory, "trainer.max_epochs=2", "strategy.frozen_epochs=2", name="lp")
     assert all(trainable_groups(r) == [] for r in rec)
     assert all(len(r["groups"]) == 2 for r in rec)
 
@@ -69,19 +69,19 @@ def test_freeze_epochs_beyond_max_epochs_is_rejected(cfg_factory):
     """One rule, in one place (runs/limits.py), before anything is built."""
     from cifar_ft.runs.limits import check_limits
 
-    cfg = cfg_factory("trainer.max_epochs=2", "callbacks.freeze.freeze_epochs=3")
+    cfg = cfg_factory("trainer.max_epochs=2", "strategy.frozen_epochs=3")
     with pytest.raises(Exception) as info:
         train(cfg)
     err = find_user_error(info.value)
-    assert isinstance(err, ConfigError) and "freeze_epochs=3 > trainer.max_epochs=2" in str(err)
-    values = {"callbacks.freeze.freeze_epochs": 3, "trainer.max_epochs": 2}
-    with pytest.raises(ConfigError, match="freeze_epochs=3 > trainer.max_epochs=2"):
+    assert isinstance(err, ConfigError) and "frozen_epochs=3 > trainer.max_epochs=2" in str(err)
+    values = {"strategy.frozen_epochs": 3, "trainer.max_epochs": 2}
+    with pytest.raises(ConfigError, match="frozen_epochs=3 > trainer.max_epochs=2"):
         check_limits(lambda key: values.get(key), object())
 
 
 @pytest.mark.parametrize("unfreeze", ["gradual", "all"])
 def test_resume_in_either_phase_matches_uninterrupted_run(cfg_factory, unfreeze):
-    common = ["trainer.max_epochs=3", "callbacks.freeze.freeze_epochs=1", f"callbacks.freeze.unfreeze={unfreeze}",
+    common = ["trainer.max_epochs=3", "strategy.frozen_epochs=1", f"callbacks.freeze.unfreeze={unfreeze}",
               "callbacks.freeze.groups_per_epoch=2", "callbacks.model_checkpoint.save_top_k=-1",
               "trainer.deterministic=true"]
     full, rec_full = run(cfg_factory, *common, name="full")

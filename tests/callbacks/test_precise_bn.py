@@ -70,7 +70,7 @@ def _saved_and_recomputed(cfg, images: int) -> tuple[dict, dict]:
 
 
 def test_a_run_validates_and_saves_the_recomputed_statistics(cfg_factory):
-    cfg = cfg_factory("callbacks.precise_bn.images=96", "callbacks.freeze.freeze_epochs=0", "trainer.max_epochs=1")
+    cfg = cfg_factory("callbacks.precise_bn.images=96", "strategy.frozen_epochs=0", "trainer.max_epochs=1")
     train(cfg)
     saved, recomputed = _saved_and_recomputed(cfg, 96)
     assert saved.keys() == recomputed.keys() and saved

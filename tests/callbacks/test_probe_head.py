@@ -8,6 +8,7 @@ from hydra.utils import instantiate
 
 from cifar_ft.callbacks.probe_head import ProbeHead, fit_logistic, probe_features, probe_head
 from cifar_ft.errors import ConfigError
+from cifar_ft.runs.build import strategy_and_schedule
 
 
 def _blobs(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,7 +74,7 @@ def _fit_one_step(cfg, probe: ProbeHead | None):
     torch.manual_seed(0)
     model = instantiate(cfg.model, num_classes=dm.num_classes, class_names=dm.class_names,
                         optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler),
-                        strategy=instantiate(cfg.get("strategy")))
+                        strategy=instantiate(strategy_and_schedule(cfg.strategy)[0]))
     before, after = _Snapshot(first=True), _Snapshot(first=False)
     trainer = L.Trainer(max_steps=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
@@ -89,7 +90,7 @@ def _accuracy(model, dm, snapshot: _Snapshot) -> float:
 
 
 def test_the_first_step_starts_from_a_head_that_classifies_and_batchnorm_is_untouched(cfg_factory):
-    cfg = cfg_factory("callbacks.freeze.freeze_epochs=0")
+    cfg = cfg_factory("strategy.frozen_epochs=0")
     dm, model, before, after = _fit_one_step(cfg, ProbeHead(240, seed=3))
     assert not torch.equal(before.head, after.head)
     for key, value in before.buffers.items():  # the probe's forward passes left no trace in BatchNorm
@@ -102,18 +103,18 @@ def test_the_first_step_starts_from_a_head_that_classifies_and_batchnorm_is_unto
 
 
 def test_without_the_probe_the_run_starts_from_the_random_head(cfg_factory):
-    cfg = cfg_factory("callbacks.freeze.freeze_epochs=0")
+    cfg = cfg_factory("strategy.frozen_epochs=0")
     *_, before, after = _fit_one_step(cfg, None)
     assert torch.equal(before.head, after.head)
 
 
 def test_a_resumed_run_keeps_its_head(cfg_factory):
-    cfg = cfg_factory("callbacks.freeze.freeze_epochs=0")
+    cfg = cfg_factory("strategy.frozen_epochs=0")
     dm = instantiate(cfg.data)
     dm.setup("fit")
     model = instantiate(cfg.model, num_classes=dm.num_classes, class_names=dm.class_names,
                         optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler),
-                        strategy=instantiate(cfg.get("strategy")))
+                        strategy=instantiate(strategy_and_schedule(cfg.strategy)[0]))
     head = model.head.weight.detach().clone()
 
     class _Resumed:  # what on_train_start reads of a trainer resumed after step 5
@@ -131,7 +132,7 @@ def test_the_probe_runs_after_the_freeze_schedule_has_set_the_modes(cfg_factory)
 def test_more_probe_images_than_training_images_is_refused_before_any_is_extracted(cfg_factory):
     """The contract hands over all images when fewer exist; a probe of 100,000 on 400 training images
     is refused, naming the key and the largest valid value, not run on fewer than it says."""
-    cfg = cfg_factory("callbacks.freeze.freeze_epochs=0")
+    cfg = cfg_factory("strategy.frozen_epochs=0")
     with pytest.raises(ConfigError, match=r"callbacks.probe_head.images=100000 is more than the 400 training "
                                           r"images; valid: 2 to 400"):
         _fit_one_step(cfg, ProbeHead(100000, seed=3))

@@ -31,7 +31,7 @@ def test_a_run_logged_to_a_file_says_where_it_is(cfg_factory, monkeypatch, caplo
     test, and for the feature cache of a frozen epoch."""
     monkeypatch.setattr(progress, "interactive", lambda: False)
     cfg = cfg_factory("trainer.enable_progress_bar=true", "trainer.max_epochs=2", "trainer.log_every_n_steps=1",
-                      f"callbacks.freeze.freeze_epochs={frozen}",
+                      f"strategy.frozen_epochs={frozen}",
                       "+callbacks.progress_bar._target_=cifar_ft.callbacks.progress.progress_bar",
                       "+callbacks.progress_bar.every_s=0")
     with caplog.at_level(logging.INFO, logger="cifar_ft"):

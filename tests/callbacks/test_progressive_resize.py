@@ -28,7 +28,7 @@ def test_a_run_trains_small_then_at_full_size_and_validates_and_tests_at_full_si
                         or forward(self, x))
     train(cfg_factory("model.input_size=48", "callbacks.progressive_resize.start_size=16",
                       "callbacks.progressive_resize.end_fraction=0.5", "trainer.max_epochs=2",
-                      "callbacks.freeze.freeze_epochs=0"))
+                      "strategy.frozen_epochs=0"))
     trained = [s for t, s in seen if t]
     assert trained[0] < 32 and trained[-1] == 48 and trained == sorted(trained)
     assert trained[len(trained) * 3 // 4:] == [48] * len(trained[len(trained) * 3 // 4:])

@@ -22,7 +22,7 @@ def test_a_lightning_without_it_stops_a_ddp_run_with_a_clear_error(tmp_path):
 
 
 CACHE_RUN = ["experiment=smoke", "data.train_size=2000", "data.val_size=80", "data.test_size=80",
-             "data.batch_size=32", "trainer.max_epochs=2", "callbacks.freeze.freeze_epochs=1",
+             "data.batch_size=32", "trainer.max_epochs=2", "strategy.frozen_epochs=1",
              "trainer.enable_progress_bar=false", "+callbacks.sig._target_=tests.helpers.SignalDuringCache"]
 
 

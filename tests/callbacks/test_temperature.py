@@ -47,7 +47,7 @@ def test_a_temperature_never_changes_the_argmax():
 @pytest.fixture(scope="module")
 def calibrated_run(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("calibrated")
-    train(make_cfg([*FAST, "trainer.max_epochs=2", "callbacks.freeze.freeze_epochs=0", "calibrate=temperature"], run))
+    train(make_cfg([*FAST, "trainer.max_epochs=2", "strategy.frozen_epochs=0", "calibrate=temperature"], run))
     return run
 
 

@@ -10,7 +10,7 @@ from tests.conftest import FAST, make_cfg  # noqa: E402
 
 if __name__ == "__main__":
     out = Path(sys.argv[1])
-    overrides = [*FAST, "trainer.max_epochs=2", "callbacks.freeze.freeze_epochs=1", "trainer.accelerator=cpu",
+    overrides = [*FAST, "trainer.max_epochs=2", "strategy.frozen_epochs=1", "trainer.accelerator=cpu",
                  "trainer.devices=2", "trainer.strategy=ddp", "data.train_size=960",
                  "+callbacks.dump._target_=tests.helpers.DumpBackbone", f"+callbacks.dump.path={out}",
                  *sys.argv[2:]]

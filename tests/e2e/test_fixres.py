@@ -19,7 +19,7 @@ def test_a_test_resolution_reaches_validation_test_and_eval_and_eval_can_change_
     forward = ImageClassifier.forward
     monkeypatch.setattr(ImageClassifier, "forward", lambda self, x: seen.append((self.training, x.shape[-1]))
                         or forward(self, x))
-    cfg = cfg_factory("model.test_input_size=48", "trainer.max_epochs=1", "callbacks.freeze.freeze_epochs=0")
+    cfg = cfg_factory("model.test_input_size=48", "trainer.max_epochs=1", "strategy.frozen_epochs=0")
     train(cfg)
     assert {s for t, s in seen if t} == {32} and {s for t, s in seen if not t} == {48}
     metrics = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())

@@ -8,7 +8,7 @@ from cifar_ft.bench.probes import StepProbe
 from cifar_ft.train import train
 
 # 12 steps per epoch, logging every 5: steps 0, 4, 9, 11 of each epoch are periodic, 8 are not
-RUN = ["trainer.max_epochs=3", "callbacks.freeze.freeze_epochs=1", "trainer.log_every_n_steps=5",
+RUN = ["trainer.max_epochs=3", "strategy.frozen_epochs=1", "trainer.log_every_n_steps=5",
        "trainer.enable_progress_bar=true", "+callbacks.progress_bar._target_=cifar_ft.callbacks.progress."
        "LoggedLossProgressBar", "+callbacks.progress_bar.refresh_rate=5", "data.mixup_alpha=0.2",
        "callbacks.ema.decay=0.99", "data.random_erasing=0.25"]  # EMA and random erasing on: sync-free too
@@ -41,7 +41,7 @@ def test_ddp_steps_add_no_collective_beyond_gradient_buckets(tmp_path):
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, str(ROOT / "tests" / "e2e" / "step_cost_worker.py"), str(tmp_path),
-                           "trainer.max_epochs=3", "callbacks.freeze.freeze_epochs=1", "trainer.log_every_n_steps=4"],
+                           "trainer.max_epochs=3", "strategy.frozen_epochs=1", "trainer.log_every_n_steps=4"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     backbone = sum(p.numel() for p in __import__("timm").create_model("test_resnet", num_classes=0).parameters())

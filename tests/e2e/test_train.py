@@ -57,7 +57,7 @@ def test_train_checkpoint_eval_roundtrip(cfg_factory, tmp_path):
 
 
 def test_eval_refuses_other_classes(cfg_factory, tmp_path):
-    cfg = cfg_factory("trainer.max_epochs=1", "callbacks.freeze.freeze_epochs=0")
+    cfg = cfg_factory("trainer.max_epochs=1", "strategy.frozen_epochs=0")
     train(cfg)
     ecfg = make_cfg([f"ckpt_path={cfg.paths.output_dir}/checkpoints/last.ckpt", "data=synthetic",
                      "data.num_classes=5", "data.train_size=200", "data.val_size=50"], tmp_path / "e", "eval")

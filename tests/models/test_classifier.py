@@ -89,7 +89,7 @@ def test_compiled_training_step_recompiles_only_when_the_trainable_set_changes(t
     from tests.conftest import FAST, make_cfg
 
     counters.clear()
-    train(make_cfg([*FAST, "trainer.max_epochs=4", "callbacks.freeze.freeze_epochs=1",
+    train(make_cfg([*FAST, "trainer.max_epochs=4", "strategy.frozen_epochs=1",
                     "callbacks.freeze.unfreeze=gradual", "callbacks.freeze.groups_per_epoch=2", "model.compile=true",
                     "model.compile_backend=aot_eager"], tmp_path))
     assert counters["stats"]["unique_graphs"] == 4

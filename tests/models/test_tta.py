@@ -24,7 +24,7 @@ def test_flip_is_the_mean_of_the_two_passes():
 
 
 def test_a_run_tests_with_flip_and_records_it(cfg_factory):
-    cfg = cfg_factory("trainer.max_epochs=1", "callbacks.freeze.freeze_epochs=0", "tta=flip")
+    cfg = cfg_factory("trainer.max_epochs=1", "strategy.frozen_epochs=0", "tta=flip")
     train(cfg)
     out = Path(cfg.paths.output_dir)
     metrics = json.loads((out / "metrics.json").read_text())

@@ -90,7 +90,7 @@ def test_a_checkpoint_with_non_finite_weights_is_refused_in_one_line(cfg_factory
     from cifar_ft.runs.checkpoints import load_classifier
     from cifar_ft.train import train
 
-    cfg = cfg_factory("trainer.max_epochs=1", "callbacks.freeze.freeze_epochs=0", "data.train_size=176")
+    cfg = cfg_factory("trainer.max_epochs=1", "strategy.frozen_epochs=0", "data.train_size=176")
     train(cfg)
     ckpt_path = tmp_path / "run" / "checkpoints" / "last.ckpt"
     ckpt = torch.load(ckpt_path, weights_only=True)

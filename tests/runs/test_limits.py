@@ -11,7 +11,8 @@ from cifar_ft.runs.validate import validate_config
 
 @pytest.mark.parametrize("overrides,named", [
     (["strategy=lp_ft", "trainer.max_epochs=1"], "strategy=lp_ft with trainer.max_epochs=1: its frozen phase"),
-    (["strategy=gradual", "trainer.max_epochs=1", "frozen_epochs=1"], "strategy=gradual with trainer.max_epochs=1"),
+    (["strategy=gradual", "trainer.max_epochs=1", "strategy.frozen_epochs=1"],
+     "strategy=gradual with trainer.max_epochs=1"),
     (["robustness=corruptions", "robustness.corruptions=[fog,fog]"], "'fog' is listed twice"),
     (["robustness=corruptions", "robustness.severities=[2,3,2]"], "2 is listed twice"),
     (["data.passes_per_epoch=1e9"], "data.passes_per_epoch=1000000000.0 is not valid; valid: a number in (0.0, 100.0]"),

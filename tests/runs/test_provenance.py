@@ -13,7 +13,7 @@ from cifar_ft.eval import evaluate
 from cifar_ft.train import train
 from tests.conftest import make_cfg
 
-RUN = ["data=image_folder", "model=tiny", "trainer.max_epochs=1", "callbacks.freeze.freeze_epochs=0",
+RUN = ["data=image_folder", "model=tiny", "trainer.max_epochs=1", "strategy.frozen_epochs=0",
        "data.val_size=0.2", "data.test_size=0.2", "data.batch_size=16", "model.input_size=32"]
 
 

@@ -23,7 +23,7 @@ SUBSET = ["robustness=corruptions", "robustness.corruptions=[contrast,gaussian_n
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("robust")
-    train(make_cfg([*FAST, "trainer.max_epochs=1", "callbacks.freeze.freeze_epochs=0", *SUBSET], out))
+    train(make_cfg([*FAST, "trainer.max_epochs=1", "strategy.frozen_epochs=0", *SUBSET], out))
     return out
 
 

@@ -30,7 +30,7 @@ def vit_weights(path: Path, seed: int) -> str:
 def test_lora_checkpoints_are_small_and_evaluate_exactly_and_check_the_base(cfg_factory, tmp_path):
     weights = vit_weights(tmp_path / "base.safetensors", seed=0)
     lora = cfg_factory(*VIT, "strategy=lora", f"model.pretrained={weights}", name="lora")
-    full = cfg_factory(*VIT, "strategy=full", "callbacks.freeze.freeze_epochs=0", f"model.pretrained={weights}",
+    full = cfg_factory(*VIT, "strategy=full", "strategy.frozen_epochs=0", f"model.pretrained={weights}",
                        name="full")
     train(lora)
     train(full)

@@ -9,6 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from cifar_ft.models.classifier import ImageClassifier
+from cifar_ft.runs.build import strategy_and_schedule
 from cifar_ft.strategies import STRATEGIES, FinetuningStrategy, build_strategy
 from cifar_ft.strategies.lora import LoRA
 from cifar_ft.train import train
@@ -98,7 +99,7 @@ def test_partial_refuses_a_count_that_freezes_nothing_or_everything():
 
 
 def test_full_changes_every_backbone_tensor(cfg_factory):
-    got = changed(cfg_factory, "strategy=full", "callbacks.freeze.freeze_epochs=0")
+    got = changed(cfg_factory, "strategy=full", "strategy.frozen_epochs=0")
     never = {"temperature"}  # set by calibrate=temperature after training, never by it
     assert got == set(Weights.start) - never - {k for k in Weights.start if k.startswith("backbone.") and
                                                  Weights.start[k].dtype == torch.long} | bn_buffers(Weights.start)
@@ -112,10 +113,14 @@ def test_vit_strategy_changes_exactly_its_parameters(cfg_factory, strategy, mark
     assert want and got == want | HEAD
 
 
+def _built(cfg):
+    return instantiate(strategy_and_schedule(cfg.strategy)[0])
+
+
 def test_every_config_builds_its_registered_strategy():
     for path in sorted((Path(CONF_DIR) / "strategy").glob("*.yaml")):
         cfg = make_cfg([f"strategy={path.stem}"], Path("/tmp/unused"))
-        strategy = instantiate(cfg.strategy)
+        strategy = _built(cfg)
         assert isinstance(strategy, FinetuningStrategy)
         assert strategy.name == path.stem and path.stem in STRATEGIES
         rebuilt = build_strategy(strategy.spec())  # what a checkpoint does
@@ -124,24 +129,24 @@ def test_every_config_builds_its_registered_strategy():
 
 
 def test_schedules_the_strategies_imply():
-    def freeze(*overrides):
-        return make_cfg([*overrides], Path("/tmp/unused")).callbacks.freeze
+    def schedule(*overrides):
+        cfg = make_cfg([*overrides], Path("/tmp/unused"))
+        return {**strategy_and_schedule(cfg.strategy)[1], "unfreeze": cfg.callbacks.freeze.unfreeze}
 
-    assert freeze("strategy=linear_probe", "trainer.max_epochs=7").freeze_epochs == 7
-    assert freeze("strategy=lp_ft", "trainer.max_epochs=6").freeze_epochs == 3
-    assert freeze("strategy=gradual").unfreeze == "gradual"
-    assert freeze("strategy=partial_bn").train_bn and not freeze("strategy=partial").train_bn
-    assert freeze("strategy=lora", "experiment=smoke").freeze_epochs == 0  # the strategy's schedule wins
-    assert freeze("strategy=lora", "callbacks.freeze.freeze_epochs=2").freeze_epochs == 2  # the user's wins
-    assert freeze("experiment=resnet18_cifar10").freeze_epochs == 5  # an experiment's frozen_epochs, for full
-    assert freeze("experiment=resnet18_cifar10", "strategy=gradual").freeze_epochs == 5
-    assert freeze("experiment=cpu_quick", "strategy=full").freeze_epochs == 0
+    assert schedule("strategy=linear_probe", "trainer.max_epochs=7")["freeze_epochs"] == 7
+    assert schedule("strategy=lp_ft", "trainer.max_epochs=6")["freeze_epochs"] == 3
+    assert schedule("strategy=gradual")["unfreeze"] == "gradual"
+    assert schedule("strategy=partial_bn")["train_bn"] and not schedule("strategy=partial")["train_bn"]
+    assert schedule("strategy=lora", "experiment=smoke")["freeze_epochs"] == 0  # the strategy's own
+    assert schedule("strategy=lora", "strategy.frozen_epochs=2")["freeze_epochs"] == 2  # the user's wins
+    assert schedule("experiment=resnet18_cifar10")["freeze_epochs"] == 5  # the experiment's, for its full
+    assert schedule("experiment=resnet18_cifar10", "strategy=gradual")["freeze_epochs"] == 1  # gradual's own
+    assert schedule("experiment=cpu_quick", "strategy=full")["freeze_epochs"] == 1  # full's own
 
 
-def test_an_experiment_may_choose_a_strategy_and_the_command_line_still_wins():
-    """The strategy group comes before the experiment (so experiment=cpu_quick can choose partial_bn), yet
-    strategy=X after any experiment builds X with X's own keys and X's freeze schedule: the experiment
-    touches neither `strategy.*` nor the `callbacks.freeze.*` keys a strategy sets."""
+def test_an_experiment_may_choose_a_strategy_and_its_options_and_the_command_line_still_wins():
+    """An experiment chooses a strategy and may give options for it (conf/experiment_strategy/); strategy=X
+    on the command line builds X with X's own options, unless X is the experiment's own choice."""
     def part(cfg, key):
         return OmegaConf.to_container(OmegaConf.select(cfg, key), resolve=False)
 
@@ -149,28 +154,29 @@ def test_an_experiment_may_choose_a_strategy_and_the_command_line_still_wins():
     alone = {p.stem: make_cfg([f"strategy={p.stem}"], Path("/tmp/unused"))
              for p in (Path(CONF_DIR) / "strategy").glob("*.yaml")}
     for experiment in sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml")):
+        own = make_cfg([f"experiment={experiment}"], Path("/tmp/unused"))
         for name, ref in alone.items():
             cfg = make_cfg([f"experiment={experiment}", f"strategy={name}"], Path("/tmp/unused"))
-            assert part(cfg, "strategy") == part(ref, "strategy"), (experiment, name)
-            assert part(cfg, "callbacks.freeze") == part(ref, "callbacks.freeze"), (experiment, name)
-            assert instantiate(cfg.strategy).name == name
+            want = own if name == own.strategy.name else ref
+            assert part(cfg, "strategy") == part(want, "strategy"), (experiment, name)
+            assert part(cfg, "callbacks.freeze") == part(want, "callbacks.freeze"), (experiment, name)
+            assert _built(cfg).name == name
 
 
-def test_cpu_transfer_freezes_five_groups_and_the_command_line_or_another_experiment_changes_it():
+def test_cpu_transfer_freezes_five_groups_and_the_command_line_or_another_strategy_changes_it():
     def strategy(*overrides):
         cfg = make_cfg(["data.root=/x", *overrides], Path("/tmp/unused"))
-        return instantiate(cfg.strategy), cfg
+        return _built(cfg), cfg
 
     chosen, cfg = strategy("experiment=cpu_transfer")
     assert (chosen.name, chosen.frozen_groups, chosen.bn_statistics) == ("partial", 5, "trained")
     assert chosen.frozen_precision == "auto"  # bf16 only where the CPU has bf16 units
     # the frozen groups keep their ImageNet statistics; the groups that train update theirs
-    assert not cfg.callbacks.freeze.train_bn and cfg.data.passes_per_epoch == 1.5
+    assert not strategy_and_schedule(cfg.strategy)[1]["train_bn"] and cfg.data.passes_per_epoch == 1.5
     assert cfg.callbacks.probe_head.images == 2048
-    assert strategy("experiment=cpu_transfer", "strategy=partial_bn")[0].frozen_groups == 5  # the experiment's
+    assert strategy("experiment=cpu_transfer", "strategy=partial_bn")[0].frozen_groups == 6  # partial_bn's own
     assert strategy("experiment=cpu_transfer", "strategy.frozen_groups=4")[0].frozen_groups == 4  # the user's
-    assert strategy("experiment=cpu_transfer", "frozen_groups=4")[0].frozen_groups == 4
-    assert strategy("experiment=cpu_transfer", "frozen_precision=fp32")[0].frozen_precision == "fp32"
+    assert strategy("experiment=cpu_transfer", "strategy.frozen_precision=fp32")[0].frozen_precision == "fp32"
     assert strategy("experiment=cpu_quick")[0].frozen_groups == 6  # partial's own
     assert strategy("strategy=partial")[0].frozen_groups == 6
     assert strategy("strategy=partial")[0].frozen_precision == "fp32"  # as stored, unless asked
@@ -228,7 +234,7 @@ def test_frozen_bn_statistics_keep_every_statistic_while_the_rest_trains(cfg_fac
     """strategy.bn_statistics=frozen: every BatchNorm statistic bit-identical after training (the
     pretrained normalisation), while the BatchNorm scales and shifts and the weights still train."""
     got = changed(cfg_factory, *strategy, "strategy.bn_statistics=frozen",
-                  "callbacks.freeze.freeze_epochs=0", f"model.pretrained={resnet_weights}")
+                  "strategy.frozen_epochs=0", f"model.pretrained={resnet_weights}")
     keys = set(Weights.start)
     assert not got & bn_buffers(keys)
     assert bn_keys(keys, stats=False) & got and got >= HEAD

@@ -90,7 +90,7 @@ def _sweep(tmp_path, *args: str):
 
     return subprocess.run([sys.executable, "-m", "cifar_ft.train", "-m", "hparams_search=optuna", "experiment=smoke",
                            f"hydra.sweep.dir={tmp_path / 'sweep'}", "hydra.sweeper.n_trials=1", "trainer.max_epochs=1",
-                           "frozen_epochs=0", "data.train_size=100", "data.val_size=20", "data.test_size=20",
+                           "strategy.frozen_epochs=0", "data.train_size=100", "data.val_size=20", "data.test_size=20",
                            "trainer.enable_progress_bar=false", *args],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
 

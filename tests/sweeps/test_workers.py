@@ -145,7 +145,7 @@ def test_a_trial_of_a_lost_node_is_retried_after_its_heartbeat_goes_stale(tmp_pa
 @pytest.mark.slow  # a pruned search: ~26 s
 def test_median_pruner_stops_a_hopeless_trial_after_its_first_epoch(tmp_path):
     sweep = tmp_path / "S"
-    learnable = ["data.noise=0.1", "callbacks.freeze.freeze_epochs=0", "trainer.max_epochs=3", "~hydra.sweeper.params",
+    learnable = ["data.noise=0.1", "strategy.frozen_epochs=0", "trainer.max_epochs=3", "~hydra.sweeper.params",
                  "hydra.sweeper.pruner=median", "hydra.sweeper.pruner_args.n_startup_trials=1"]
     good = subprocess.run(search(sweep, *learnable, "hydra.sweeper.n_trials=1", "optimizer.lr=3e-2"), cwd=ROOT,
                           env=ENV, capture_output=True, text=True, timeout=600)
