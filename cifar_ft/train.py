@@ -29,7 +29,7 @@ def train(cfg: DictConfig) -> float | None:
 
     corruptions = robustness_config(cfg.get("robustness"))
     ensure_writable(Path(cfg.paths.output_dir))
-    resume, pruning = bool(cfg.get("resume", False)), []
+    resume, pruning = False, []
     if in_multirun():  # a re-run sweep: skip finished jobs, resume interrupted ones; a trial's pruning
         from cifar_ft.sweeps.jobs import previous_attempt, sweeper_settings
         from cifar_ft.sweeps.trial import trial_callbacks
@@ -37,7 +37,7 @@ def train(cfg: DictConfig) -> float | None:
         attempt = previous_attempt(cfg, Path(cfg.paths.output_dir), cfg.optimized_metric)
         if attempt.action == "skip":
             return attempt.result
-        resume = resume or attempt.action == "resume"
+        resume = attempt.action == "resume"
         pruning = trial_callbacks(sweeper_settings(), cfg.optimized_metric)
     return fit_and_test(cfg, start, resume, pruning, corruptions)
 

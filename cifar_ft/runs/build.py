@@ -88,30 +88,17 @@ SUMMARY_KEYS = {
 }
 
 
-def print_config(cfg: DictConfig, full: bool | None = None) -> None:
+def print_config(cfg: DictConfig) -> None:
     """On global rank 0: the resolved config, whole, into `<paths.output_dir>/.hydra/resolved.yaml`
-    (Hydra's own config.yaml beside it keeps the interpolations), and on the console either all of it
-    (`full`, default: the config's `print_config: full`; rich highlighting on a terminal, whole lines
-    elsewhere) or one line per section with the keys of `SUMMARY_KEYS`: the full tree was 167 of a
-    smoke run's 227 console lines."""
+    (Hydra's own config.yaml beside it keeps the interpolations), and on the console one line per section
+    with the keys of `SUMMARY_KEYS` (the full tree was 167 of a smoke run's 227 console lines; `--cfg job
+    --resolve` prints it without running)."""
     if int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0))) != 0:
         return
-    import sys
-
-    text = OmegaConf.to_yaml(cfg, resolve=True)
     saved = Path(cfg.paths.output_dir) / ".hydra" / "resolved.yaml"
     saved.parent.mkdir(parents=True, exist_ok=True)
-    saved.write_text(text)
-    if not (cfg.get("print_config") == "full" if full is None else full):
-        print("\n".join(config_summary(cfg)) + f"\n  (whole config: {saved}; print_config=full prints it here)",
-              flush=True)
-    elif not sys.stdout.isatty():  # log files, `| tee`, SLURM: every line whole (rich would cut at 80 columns)
-        print(text, end="", flush=True)
-    else:
-        from rich.console import Console
-        from rich.syntax import Syntax
-
-        Console(stderr=False).print(Syntax(text, "yaml", theme="ansi_dark", background_color="default"))
+    saved.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    print("\n".join(config_summary(cfg)) + f"\n  (whole config: {saved})", flush=True)
 
 
 def config_summary(cfg: DictConfig) -> list[str]:

@@ -41,8 +41,10 @@ def unknown_key_message(exc: BaseException, config_name: str, overrides: list[st
     if found is None or not re.search(r"not in struct|Key '[^']+' not in '", text):
         return None
     key = found.group(1)
-    from cifar_ft.runs.config import MOVED
+    from cifar_ft.runs.config import GONE, MOVED
 
+    if key in GONE:
+        return f"{key} was removed (CHANGELOG.md): {GONE[key]}"
     if key in MOVED:
         return f"{key} is now {MOVED[key]} (CHANGELOG.md); give {MOVED[key].split(' ')[0]}=... instead"
     parent, _, leaf = key.rpartition(".")

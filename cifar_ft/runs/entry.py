@@ -154,7 +154,7 @@ def _is_stop(exc: BaseException) -> bool:
 
 
 def _train_precheck(cfg: DictConfig) -> None:
-    if cfg.get("ckpt_path") not in (None, "", "last") and not cfg.get("resume"):
+    if cfg.get("ckpt_path") not in (None, "", "last"):
         from cifar_ft.runs.checkpoints import refuse_finished  # the model stack: only with a checkpoint
 
         refuse_finished(str(cfg.ckpt_path), None, cfg.trainer.get("max_epochs"), cfg.trainer.get("max_steps"))

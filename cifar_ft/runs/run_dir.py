@@ -8,8 +8,8 @@ holds). With `hydra.run.dir=DIR`:
 
 - an empty value is refused (Hydra would write into the current directory);
 - `train` into a directory that holds a run's results (`metrics.json` or a checkpoint) is refused
-  unless it continues that run (`ckpt_path=last` or `resume=true`); `eval` into one is refused;
-- `ckpt_path=last` (or `resume=true`) needs `DIR/checkpoints/last.ckpt`, and without
+  unless it continues that run (`ckpt_path=last`); `eval` into one is refused;
+- `ckpt_path=last` needs `DIR/checkpoints/last.ckpt`, and without
   `hydra.run.dir` it is refused at once (a new directory has no last.ckpt);
 - the process then holds an exclusive lock on `DIR/.cifar_ft.lock` until it exits, so a second run
   started into the same directory is refused in one line instead of both writing there.
@@ -58,16 +58,15 @@ def guard(config_name: str, overrides: list[str]) -> None:
     if not launching_process():
         return
     run_dir = last_value(overrides, "hydra.run.dir")
-    resume = (last_value(overrides, "resume") or "").lower() == "true"
     ckpt = last_value(overrides, "ckpt_path")
-    continuing = ckpt == "last" or resume or bool(
+    continuing = ckpt == "last" or bool(
         run_dir and ckpt and Path(ckpt).expanduser().resolve().parent == (Path(run_dir) / "checkpoints").resolve())
     if run_dir is not None and not run_dir.strip():
         raise ConfigError("hydra.run.dir= is empty (the run would write into the current directory); give a "
                           "directory, or leave it out for outputs/<task>/<date_time>")
     if run_dir is None:
         if continuing and config_name == "train":
-            raise ConfigError("ckpt_path=last (resume=true) continues the run in hydra.run.dir, but no "
+            raise ConfigError("ckpt_path=last continues the run in hydra.run.dir, but no "
                               "hydra.run.dir=DIR was given and a new run directory has no checkpoints/last.ckpt")
         return
     if "${" in run_dir:  # an interpolation (a date, an env variable): a new directory, Hydra resolves it

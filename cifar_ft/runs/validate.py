@@ -88,7 +88,7 @@ def _export_formats() -> dict:
 # where the key is present)
 CHOICES: dict[str, Any] = {
     "on_bad_image": BAD_IMAGE_POLICIES, "format": _export_formats, "tta": (*TTA, None),
-    "calibrate": (*CALIBRATIONS, None), "print_config": ("summary", "full"),
+    "calibrate": (*CALIBRATIONS, None),
     # Lightning's own registries: a typo fails here, not after the data is read and the config printed
     "trainer.strategy": _lightning_strategies, "trainer.accelerator": _lightning_accelerators,
     "trainer.precision": ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true"),
@@ -159,8 +159,6 @@ def _check_targets(cfg: DictConfig) -> None:
     """What the config points at: checkpoints, weights files, data folders, input images."""
     trust = bool(_get(cfg, "trust_checkpoint") is True)
     ckpt = _get(cfg, "ckpt_path")
-    if _get(cfg, "resume") is True:
-        ckpt = resume_target(ckpt if isinstance(ckpt, str) else None, True)
     if isinstance(ckpt, str) and ckpt not in ("", "last"):
         if not Path(ckpt).expanduser().is_file():
             raise ConfigError(f"ckpt_path={ckpt!r}: no such checkpoint file")

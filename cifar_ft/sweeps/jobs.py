@@ -3,7 +3,7 @@
 Re-running the same multirun command with the same `hydra.sweep.dir`:
 - a job that finished (`metrics.json`) with the same config is skipped; its result is reported again;
 - a job that was interrupted (`checkpoints/last.ckpt`, no metrics.json) resumes from that checkpoint;
-- a job that failed (`error.txt`) is skipped, and run again only with `rerun_failed=true`.
+- a job that failed (`error.txt`) is skipped, and run again only with `sweep.rerun_failed=true`.
 The config is fingerprinted into `job.json` when a job starts, so a directory holding a job of another
 config is refused (one line) instead of being skipped or mixed into.
 """
@@ -23,7 +23,7 @@ from cifar_ft.plain import read_data
 log = logging.getLogger("cifar_ft")
 # keys that differ between attempts of the same job by design
 # Keys that do not change what a job computes (how it is restarted, what it prints): not fingerprinted.
-RESTART_KEYS = ("ckpt_path", "resume", "rerun_failed", "print_config")
+RESTART_KEYS = ("ckpt_path", "sweep")
 
 
 @dataclass
@@ -54,8 +54,8 @@ def previous_attempt(cfg: DictConfig, output_dir: Path, metric: str) -> Attempt:
         print(f"job already finished in {output_dir}: skipped", flush=True)
         best = read_data(metrics, json.loads, dict).get(f"{metric}_best")
         return Attempt("skip", float(best) if isinstance(best, (int, float)) else float("nan"))
-    if error.is_file() and not cfg.get("rerun_failed", False):
-        print(f"job failed before ({error}): skipped; rerun_failed=true runs it again", flush=True)
+    if error.is_file() and not OmegaConf.select(cfg, "sweep.rerun_failed", default=False):
+        print(f"job failed before ({error}): skipped; sweep.rerun_failed=true runs it again", flush=True)
         return Attempt("skip", float("nan"))
     output_dir.mkdir(parents=True, exist_ok=True)
     job.write_text(json.dumps({"config": now}) + "\n")

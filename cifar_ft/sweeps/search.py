@@ -118,7 +118,7 @@ class Worker:
         return out
 
     def queue_reruns(self, trials: list[FrozenTrial]) -> None:
-        """`rerun_failed=true`: trials that failed on their own are queued again, in their directory."""
+        """`sweep.rerun_failed=true`: trials that failed on their own are queued again, in their directory."""
         superseded = _superseded(trials)
         for t in trials:
             if t.state == TrialState.FAIL and "error" in t.user_attrs and t.number not in superseded:

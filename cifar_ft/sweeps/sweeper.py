@@ -127,7 +127,7 @@ def run_search(config: DictConfig, launch: Callable, raw_settings: dict, argumen
     log.info("%s study %s (%s): %d trials in all", "joined" if joined else "created", settings.study_name,
              settings.storage, settings.n_trials)
     worker = Worker(study, storage, space, sweep_dir, launch, settings.n_trials, settings.n_jobs,
-                    settings.heartbeat_interval, settings.objectives, bool(config.get("rerun_failed", False)))
+                    settings.heartbeat_interval, settings.objectives, bool(OmegaConf.select(config, "sweep.rerun_failed", default=False)))
     results = worker.run()
     write_study_view(study, sweep_dir, space.fixed)
     return results

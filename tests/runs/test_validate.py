@@ -113,14 +113,11 @@ def test_every_shipped_config_uses_only_known_keys_and_an_unknown_one_is_one_lin
         assert unknown_key_message(info.value, "train", overrides).startswith(want)
 
 
-def test_printed_config_keeps_long_lines_when_not_a_terminal(capsys, tmp_path):
-    from cifar_ft.runs.build import print_config
-    from tests.conftest import make_cfg
-
-    cfg = make_cfg(["experiment=smoke", "print_config=full"], tmp_path / ("y" * 150))
-    print_config(cfg)
-    out = capsys.readouterr().out
-    assert f"dirpath: {tmp_path / ('y' * 150)}/checkpoints" in out  # whole, beyond 80 columns
+def test_removed_keys_say_what_does_their_job():
+    overrides = ["experiment=smoke", "print_config=full"]
+    with pytest.raises(Exception) as info:
+        compose_config(overrides)
+    assert unknown_key_message(info.value, "train", overrides).startswith("print_config was removed (CHANGELOG.md)")
 
 
 def test_the_console_gets_a_summary_and_the_run_directory_the_whole_resolved_config(capsys, tmp_path):

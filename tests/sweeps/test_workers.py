@@ -209,7 +209,7 @@ def test_a_trial_that_fails_on_its_own_is_recorded_and_rerun_only_when_asked(tmp
     assert all("data.batch_size=100000 is larger than the training set" in t.user_attrs["error"] for t in done)
     again = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and len(trials(storage)) == 2  # failed on their own: not retried
-    rerun = subprocess.run([*cmd, "rerun_failed=true"], cwd=ROOT, env=ENV, capture_output=True, text=True,
+    rerun = subprocess.run([*cmd, "sweep.rerun_failed=true"], cwd=ROOT, env=ENV, capture_output=True, text=True,
                            timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     later = trials(storage)[2:]
