@@ -49,7 +49,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     print_config(cfg)
     bar = [progress_bar()] if cfg.trainer.get("enable_progress_bar", True) else []  # lines in a log file
     stop = StopOnSignal(str(Path(cfg.paths.output_dir) / "checkpoints"))  # SIGTERM: stop after the batch
-    trainer: L.Trainer = build_trainer(cfg.trainer, [*bar, stop], [])
+    trainer: L.Trainer = build_trainer(cfg.trainer, [*bar, stop], [], str(cfg.paths.output_dir))
     trainer.test(model, datamodule=datamodule)
     metrics = {k: v for k, v in to_float_dict(trainer.callback_metrics).items() if k.startswith("test/")}
     metrics.update({"ckpt_path": str(Path(cfg.ckpt_path).resolve()), "tta": model.hparams.tta,

@@ -27,7 +27,7 @@ BASELINE = ["model.input_size=64", "data.max_train_images=12000", "data.val_size
             # full fine-tuning from a random head, whatever experiment=cpu_transfer chooses; a row's strategy=X
             # comes later and wins (strategy=partial rows set its groups and precision: cpu_transfer's own
             # options for partial would apply otherwise)
-            "strategy=full", "callbacks.probe_head.images=null"]
+            "strategy=full", "callbacks=default"]
 PARTIAL_6 = ["strategy=partial", "strategy.frozen_groups=6", "strategy.frozen_precision=fp32"]
 PARTIAL_4 = ["strategy=partial", "strategy.frozen_groups=4", "strategy.frozen_precision=fp32"]
 # knob -> (setting as shown, overrides on top of the baseline)
@@ -39,7 +39,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "optimizer": ("SGD, momentum 0.9, nesterov, lr 0.05", ["optimizer=sgd", "optimizer.lr=0.05",
                                                             "optimizer.weight_decay=5e-5"]),
     "layer decay": ("model.layer_decay=0.8", ["model.layer_decay=0.8"]),
-    "EMA": ("callbacks.ema.decay=0.998 (warmup)", ["callbacks.ema.decay=0.998"]),
+    "EMA": ("callbacks.ema.decay=0.998 (warmup)", ["callbacks=[default,ema]", "callbacks.ema.decay=0.998"]),
     "freeze epochs": ("1 frozen epoch (cached) + 1 fine-tuning", ["trainer.max_epochs=2",
                                                                  "strategy.frozen_epochs=1"]),
     "epochs 2": ("2 epochs of fine-tuning", ["trainer.max_epochs=2"]),
@@ -73,13 +73,14 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                                       ["model.backprop_fraction=0.5", "data.passes_per_epoch=1.4"]),
     # BatchNorm statistics recomputed with the final weights (Wu & Johnson, 2021); small images early, the
     # time they save spent on passes (progressive resizing, as FFCV and fast.ai schedule it)
-    "precise bn": ("callbacks.precise_bn.images=4096 before each validation", ["callbacks.precise_bn.images=4096"]),
+    "precise bn": ("callbacks.precise_bn.images=4096 before each validation", ["callbacks=[default,precise_bn]",
+                                                                               "callbacks.precise_bn.images=4096"]),
     "progressive resize": ("48 px for the first 35 % of steps, then 64; the time saved spent on 1.15 passes",
-                           ["callbacks.progressive_resize.start_size=48",
+                           ["callbacks=[default,progressive_resize]", "callbacks.progressive_resize.start_size=48",
                             "callbacks.progressive_resize.end_fraction=0.7", "data.passes_per_epoch=1.15"]),
     # LP-FT's probe in seconds (Kumar et al., 2022): the fresh head fitted to the features before the first step
     "probe head": ("callbacks.probe_head.images=2048: logistic regression on 2048 images' features first",
-                   ["callbacks.probe_head.images=2048"]),
+                   ["callbacks=[default,probe_head]", "callbacks.probe_head.images=2048"]),
 }
 # rows run only where this CPU has bf16 units (bf16 elsewhere is emulated, and slower)
 BF16_ROWS: dict[str, tuple[str, list[str]]] = {

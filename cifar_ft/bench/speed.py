@@ -122,7 +122,7 @@ def training_step(model_overrides: list[str], batch: int, steps: int, out: Path,
 def frozen_epochs(root: str, out: Path, device: str, images: int) -> list[dict]:
     """Fit wall time: 5 frozen epochs cached / uncached, and 1 uncached frozen epoch."""
     base = ["experiment=cpu_transfer", "strategy=full", "data.passes_per_epoch=1",  # frozen epochs of `full`
-            "callbacks.probe_head.images=null",
+            "callbacks=default",
             f"data.root={root}", f"data.max_train_images={images}",
             "data.val_size=500", "data.test_size=500", "trainer.enable_progress_bar=false",
             f"trainer.accelerator={device}"]

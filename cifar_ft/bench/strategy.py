@@ -31,7 +31,7 @@ VAL = 1000
 SPLITS = [f"data.val_size={VAL}", "data.test_size=2000"]
 # one pass and a random head, whatever experiment=cpu_transfer chooses: every strategy as itself (partial
 # with its own 6 groups in fp32, below: cpu_transfer's options for partial would apply otherwise)
-AS_ITSELF = ["data.passes_per_epoch=1", "callbacks.probe_head.images=null"]
+AS_ITSELF = ["data.passes_per_epoch=1", "callbacks=default"]
 TRAIN_IMAGES = 47000  # 50,000 in the shared zip minus validation and test
 CALIBRATE = (512, 2048)  # training images of the two calibration runs per strategy
 # strategy -> overrides that make it itself (epochs of its schedule); images per epoch come from the budget

@@ -9,6 +9,16 @@ from dataclasses import dataclass
 from cifar_ft.schema import knob, schema
 
 UNFREEZE = ("all", "gradual")
+# callbacks a run has only when chosen: callbacks=[default,<name>] (measured not to pay in every run)
+OPT_IN = ("ema", "precise_bn", "probe_head", "progressive_resize")
+# built first, in this order, whatever order the config lists them in: the EMA's averaged weights are what
+# precise BN recomputes statistics for; the probe head reads features in the modes the freeze schedule sets
+FIRST = ("freeze", "ema", "precise_bn", "probe_head")
+
+
+def callback_order(names: list[str]) -> list[str]:
+    """`names` with those of FIRST first, in FIRST's order, then the others in their own order."""
+    return [n for n in FIRST if n in names] + [n for n in names if n not in FIRST]
 
 
 def _regexes(v: object) -> bool:
@@ -37,13 +47,24 @@ class FreezeOptions:
                                        ge=0.0)
 
 
+@schema("callbacks", "checkpoints")
+@dataclass
+class CheckpointsOptions:
+    """checkpoints/best-epochNNN.ckpt (by optimized_metric) and checkpoints/last.ckpt (`checkpoints.checkpoints`)."""
+
+    _target_: str = "cifar_ft.callbacks.checkpoints.checkpoints"
+    save_top_k: int = knob(1, "best checkpoints kept (-1: every epoch's)", ge=-1)
+    every_n_train_steps: int | None = knob(None, "last.ckpt every N optimizer steps too (mid-epoch; resumes exactly); "
+                                                 "null: after every epoch", ge=1)
+
+
 @schema("callbacks", "ema")
 @dataclass
 class EMAOptions:
     """An exponential moving average of the weights, used for validation, test and checkpoints (`ema.EMA`)."""
 
     _target_: str = "cifar_ft.callbacks.ema.ema_callback"
-    decay: float | None = knob(None, "e.g. 0.999 (null: off)", gt=0.0, lt=1.0)
+    decay: float = knob(0.999, "the average's decay per update", gt=0.0, lt=1.0)
     warmup: bool = knob(True, "decay ramps up as (1+t)/(10+t) (timm), so short runs are not held at the start")
     update_every_n_steps: int = knob(1, "optimizer steps between updates", ge=1)
     update_starting_at_step: int | None = knob(None, "first optimizer step that updates the average", ge=0)
@@ -55,7 +76,7 @@ class PreciseBNOptions:
     """Before each validation: BatchNorm statistics recomputed over N training images (`precise_bn`)."""
 
     _target_: str = "cifar_ft.callbacks.precise_bn.precise_bn"
-    images: int | None = knob(None, "e.g. 4096 (null: off)", ge=1)
+    images: int = knob(4096, "training images the statistics are computed over", ge=1)
     seed: int = knob("${seed}", "which training images", ge=0)
 
 
@@ -66,7 +87,7 @@ class ProbeHeadOptions:
     probe, in seconds; `probe_head.ProbeHead`)."""
 
     _target_: str = "cifar_ft.callbacks.probe_head.probe_head"
-    images: int | None = knob(None, "e.g. 2048 (null: off)", ge=2, le=1_000_000)
+    images: int = knob(2048, "training images whose features the head is fitted to", ge=2, le=1_000_000)
     l2: float = knob(0.1, "on |W|^2 of the standardised features", ge=0.0)
     max_iter: int = knob(100, "L-BFGS iterations", ge=1)
     seed: int = knob("${seed}", "which training images", ge=0)
@@ -78,7 +99,7 @@ class ProgressiveResizeOptions:
     """Training images ramp from start_size px to model.input_size (`progressive_resize.ProgressiveResize`)."""
 
     _target_: str = "cifar_ft.callbacks.progressive_resize.progressive_resize"
-    start_size: int | None = knob(None, "e.g. 64: start at 64 px (null: off)", ge=16)
+    start_size: int = knob(64, "the first training images' side, px", ge=16)
     start_fraction: float = knob(0.0, "ramp from this fraction of the run's optimizer steps ...", ge=0.0, lt=1.0)
     end_fraction: float = knob(0.75, "... to this one, then train at model.input_size", gt=0.0, le=1.0)
     step: int = knob(16, "sizes in multiples of this (px)", ge=1)
@@ -99,16 +120,14 @@ class StopOnSignalOptions:
     """SIGTERM/SIGINT: finish the step, write checkpoints/last.ckpt, exit (`stop_on_signal.StopOnSignal`)."""
 
     _target_: str = "cifar_ft.callbacks.stop_on_signal.StopOnSignal"
-    dirpath: str = knob("${paths.output_dir}/checkpoints", "where last.ckpt goes")
     max_delay_s: float = knob(5.0, "DDP: ranks agree on a stop about this often (one tiny all-reduce)", gt=0.0)
-    agree_every_n_steps: int | None = knob(None, "every N steps instead", ge=1)
 
 
 @schema("callbacks", "progress_bar")
 @dataclass
 class ProgressBarOptions:
-    """A terminal: a bar refreshed on logging steps; a file (a cluster job): a line every every_s seconds."""
+    """A terminal: a bar refreshed on logging steps (trainer.log_every_n_steps); a file (a cluster job): a
+    line every every_s seconds."""
 
     _target_: str = "cifar_ft.callbacks.progress.progress_bar"
-    refresh_rate: int = knob("${trainer.log_every_n_steps}", "bar refreshes every N steps", ge=1)
     every_s: float = knob(30.0, "output to a file: a progress line this often", gt=0.0)

@@ -22,12 +22,6 @@ def _head_inits() -> list[str]:
     return list(HEAD_INITS)
 
 
-def _tta() -> list[str]:
-    from cifar_ft.models.calibration import TTA
-
-    return list(TTA)
-
-
 def _decays() -> list[str]:
     from cifar_ft.models.optim import DECAYS
 
@@ -63,8 +57,6 @@ class ModelOptions:
     layer_decay: float | None = knob(None, "e.g. 0.75: backbone layer group i of n gets a further "
                                            "0.75^(n - i) (timm's group_matcher)", gt=0.0, le=1.0)
     label_smoothing: float = knob(0.1, "of the training loss", ge=0.0, lt=1.0)
-    tta: str = knob("${tta}", "test-time augmentation of the final test (stored: eval/predict default to it)",
-                    choices=_tta)
     backprop_fraction: float = knob(1.0, "fraction of each batch that backpropagates (the rest only updates "
                                          "BatchNorm statistics)", gt=0.0, le=1.0)
     compile: bool = knob(False, "torch.compile the training forward; checkpoints keep plain keys")

@@ -16,14 +16,29 @@ from omegaconf import DictConfig, OmegaConf
 from cifar_ft.callbacks.progress import ModelSummaryWithoutFlops
 
 
-def build_callbacks(cfg: DictConfig | None, progress_bar: bool = True, schedule: dict | None = None
+def build_callbacks(cfg: DictConfig | None, progress_bar: bool = True, supplied: dict[str, dict] | None = None
                     ) -> list[L.Callback]:
-    """Instantiate every `callbacks.<name>` entry that is not null (no progress bar if disabled); a
-    factory may return None for a callback its settings switch off (`callbacks.ema.decay: null`).
-    `schedule`: the strategy's frozen phase, for the freeze schedule (`strategy_and_schedule`)."""
-    callbacks = [instantiate(c, **(schedule or {}) if name == "freeze" else {})
-                 for name, c in (cfg or {}).items() if c is not None]
+    """Instantiate every `callbacks.<name>` entry that is not null (no progress bar if disabled), with the
+    values the run supplies to it (`supplied[name]`, see `run_supplied`); a factory may return None (off)
+    or a list of callbacks (`checkpoints`: best and last)."""
+    from cifar_ft.callbacks.config import callback_order
+
+    nodes = cfg or {}
+    built = [instantiate(nodes[name], **(supplied or {}).get(name, {})) for name in callback_order(list(nodes))
+             if nodes[name] is not None]
+    callbacks = [c for item in built for c in (item if isinstance(item, list) else [item])]
     return [c for c in callbacks if c is not None and (progress_bar or not isinstance(c, ProgressBar))]
+
+
+def run_supplied(cfg: DictConfig, schedule: dict) -> dict[str, dict]:
+    """What a callback node gets from the run instead of keys of its own, so each value has one home: the
+    strategy's frozen phase (`schedule`, for the freeze schedule), where the run's files go
+    (`paths.output_dir`), what `best` means (`optimized_metric`, `optimized_mode`) and how often the run
+    logs (`trainer.log_every_n_steps`, the progress bar's refresh)."""
+    folder = f"{cfg.paths.output_dir}/checkpoints"
+    return {"freeze": schedule, "stop_on_signal": {"dirpath": folder},
+            "checkpoints": {"dirpath": folder, "monitor": cfg.optimized_metric, "mode": cfg.optimized_mode},
+            "progress_bar": {"refresh_rate": cfg.trainer.get("log_every_n_steps", 50)}}
 
 
 def strategy_and_schedule(node: DictConfig) -> tuple[dict, dict]:
@@ -38,15 +53,25 @@ def strategy_and_schedule(node: DictConfig) -> tuple[dict, dict]:
     return options, schedule
 
 
-def build_loggers(cfg: DictConfig | None) -> list:
-    return [instantiate(c) for c in (cfg or {}).values() if c is not None]
+# where each logger writes in the run directory (the run's figures and sweep summaries read it there)
+LOGGER_FOLDERS = {"tensorboard": {"name": "tensorboard", "version": "", "default_hp_metric": False}}
 
 
-def build_trainer(trainer_cfg: DictConfig, callbacks: list[L.Callback], loggers: list) -> L.Trainer:
-    """The Trainer of `trainer_cfg`, with our model summary in place of Lightning's (no FLOPs column)."""
+def build_loggers(cfg: DictConfig | None, output_dir: str) -> list:
+    return [instantiate(c, save_dir=output_dir, **LOGGER_FOLDERS.get(name, {}))
+            for name, c in (cfg or {}).items() if c is not None]
+
+
+def build_trainer(trainer_cfg: DictConfig, callbacks: list[L.Callback], loggers: list, output_dir: str
+                  ) -> L.Trainer:
+    """The Trainer of `trainer_cfg` in the run directory, with checkpoints written whole (temporary file +
+    rename) and our model summary in place of Lightning's (no FLOPs column)."""
+    from cifar_ft.runs.checkpoints import AtomicCheckpointIO
+
     if trainer_cfg.get("enable_model_summary", True) and not any(isinstance(c, ModelSummary) for c in callbacks):
         callbacks = [*callbacks, ModelSummaryWithoutFlops()]
-    return instantiate(trainer_cfg, callbacks=callbacks, logger=loggers or False, **trainer_settings(trainer_cfg))
+    return instantiate(trainer_cfg, callbacks=callbacks, logger=loggers or False, default_root_dir=output_dir,
+                       plugins=[AtomicCheckpointIO()], **trainer_settings(trainer_cfg))
 
 
 class _DropLightningAdverts(logging.Filter):

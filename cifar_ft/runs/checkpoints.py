@@ -1,6 +1,6 @@
 """Checkpoints: written so that a kill never truncates one, read back with checks, found by name.
 
-- `AtomicCheckpointIO` (the trainer's checkpoint plugin, conf/trainer/default.yaml): every checkpoint
+- `AtomicCheckpointIO` (the trainer's checkpoint plugin, runs/build.build_trainer): every checkpoint
   is written to a temporary file in the same directory, flushed to disk, then renamed over the
   target. A process killed at any moment (SIGKILL, power loss) leaves either the previous file or the
   new one, never a truncated one.

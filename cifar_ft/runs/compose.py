@@ -41,12 +41,16 @@ def unknown_key_message(exc: BaseException, config_name: str, overrides: list[st
     if found is None or not re.search(r"not in struct|Key '[^']+' not in '", text):
         return None
     key = found.group(1)
+    from cifar_ft.callbacks.config import OPT_IN
     from cifar_ft.runs.config import GONE, MOVED
 
-    if key in GONE:
-        return f"{key} was removed (CHANGELOG.md): {GONE[key]}"
+    if parent_of := next((n for n in OPT_IN if key.startswith(f"callbacks.{n}.")), None):
+        return (f"{key}: callbacks.{parent_of} is opt-in; choose it with callbacks=[default,{parent_of}] (and "
+                f"{key}=...; several: callbacks=[default,{','.join(OPT_IN[:2])}])")
     if key in MOVED:
         return f"{key} is now {MOVED[key]} (CHANGELOG.md); give {MOVED[key].split(' ')[0]}=... instead"
+    if gone := next((k for k in GONE if key == k or key.startswith(f"{k}.")), None):
+        return f"{key} was removed (CHANGELOG.md): {GONE[gone]}"
     parent, _, leaf = key.rpartition(".")
     rest = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != key and o not in ("-m", "--multirun")]
     try:

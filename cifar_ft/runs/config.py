@@ -14,10 +14,20 @@ CALIBRATIONS = ("none", "temperature")
 MOVED = {"frozen_epochs": "strategy.frozen_epochs", "frozen_groups": "strategy.frozen_groups",
          "frozen_precision": "strategy.frozen_precision", "callbacks.freeze.freeze_epochs": "strategy.frozen_epochs",
          "callbacks.freeze.train_bn": "strategy.bn_statistics (true: adapt, false: trained)",
-         "rerun_failed": "sweep.rerun_failed", "resume": "ckpt_path (resume=true: ckpt_path=last)"}
+         "rerun_failed": "sweep.rerun_failed", "resume": "ckpt_path (resume=true: ckpt_path=last)",
+         "model.tta": "tta", "callbacks.model_checkpoint.save_top_k": "callbacks.checkpoints.save_top_k",
+         "callbacks.last_checkpoint.every_n_train_steps": "callbacks.checkpoints.every_n_train_steps"}
 # keys that are gone, and what does their job
 GONE = {"print_config": "every run saves its whole resolved config in <run dir>/.hydra/resolved.yaml, and "
-                        "`python -m cifar_ft.train ... --cfg job --resolve` prints it without running"}
+                        "`python -m cifar_ft.train ... --cfg job --resolve` prints it without running",
+        "callbacks.progress_bar.refresh_rate": "the bar refreshes on the logging steps (trainer.log_every_n_steps)",
+        "callbacks.stop_on_signal.agree_every_n_steps": "DDP ranks agree every callbacks.stop_on_signal.max_delay_s",
+        "callbacks.stop_on_signal.dirpath": "last.ckpt goes to the run's checkpoints/ (hydra.run.dir)",
+        "trainer.default_root_dir": "the run writes into its run directory (hydra.run.dir=DIR)",
+        "callbacks.model_checkpoint": "callbacks.checkpoints (save_top_k, every_n_train_steps); where checkpoints "
+                                      "go and what `best` means follow hydra.run.dir and optimized_metric",
+        "callbacks.last_checkpoint": "callbacks.checkpoints.every_n_train_steps",
+        "logger.tensorboard": "TensorBoard writes to <run dir>/tensorboard (hydra.run.dir=DIR)"}
 
 
 def _tta() -> list[str]:

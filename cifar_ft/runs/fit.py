@@ -24,6 +24,7 @@ from cifar_ft.runs.build import (
     build_trainer,
     log_hparams,
     print_config,
+    run_supplied,
     strategy_and_schedule,
 )
 from cifar_ft.runs.checkpoints import check_resumable, refuse_finished, resolve_ckpt
@@ -60,17 +61,19 @@ def fit_and_test(cfg: DictConfig, start: float, resume: bool, pruning: list[L.Ca
         log.warning(warning)
     L.seed_everything(cfg.seed, workers=True)
     strategy, schedule = strategy_and_schedule(cfg.strategy)
-    model = instantiate(cfg.model, num_classes=datamodule.num_classes, class_names=datamodule.class_names,
+    model = instantiate(cfg.model, num_classes=datamodule.num_classes, class_names=datamodule.class_names, tta=cfg.tta,
                         optimizer=instantiate(cfg.optimizer), scheduler=instantiate(cfg.scheduler),
                         strategy=instantiate(strategy), trust_weights=trust)
     if ckpt_path is not None:  # before the config print and fit: a file fit cannot load is one line
         check_resumable(ckpt_path, model, trust)
     print_config(cfg)
-    loggers = build_loggers(cfg.get("logger"))
-    callbacks = build_callbacks(cfg.get("callbacks"), cfg.trainer.get("enable_progress_bar", True), schedule)
+    loggers = build_loggers(cfg.get("logger"), str(output_dir))
+    callbacks = build_callbacks(cfg.get("callbacks"), cfg.trainer.get("enable_progress_bar", True),
+                                run_supplied(cfg, schedule))
     provenance = record(cfg.data, datamodule)  # in every checkpoint: eval tests these held-out images
     scaling = [TemperatureScaling()] if calibrate else []  # fitted at the start of the final test
-    trainer = build_trainer(cfg.trainer, [*callbacks, *pruning, *scaling, RecordData(provenance)], loggers)
+    trainer = build_trainer(cfg.trainer, [*callbacks, *pruning, *scaling, RecordData(provenance)], loggers,
+                            str(output_dir))
     fit_start = time.time()
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=not trust)
     fit_time = time.time() - fit_start

@@ -26,7 +26,6 @@ from cifar_ft.models.calibration import TTA
 from cifar_ft.runs.config import CALIBRATIONS
 from cifar_ft.runs.devices import check_devices, device_exists
 from cifar_ft.runs.limits import check_limits
-from cifar_ft.runs.run_dir import resume_target
 from cifar_ft.schema import SCHEMAS, check_node, knobs
 
 _MISSING = object()

@@ -126,8 +126,9 @@ def run_search(config: DictConfig, launch: Callable, raw_settings: dict, argumen
         sampler.reseed_rng()  # workers with one seed would otherwise sample the same first trials
     log.info("%s study %s (%s): %d trials in all", "joined" if joined else "created", settings.study_name,
              settings.storage, settings.n_trials)
+    rerun_failed = bool(OmegaConf.select(config, "sweep.rerun_failed", default=False))
     worker = Worker(study, storage, space, sweep_dir, launch, settings.n_trials, settings.n_jobs,
-                    settings.heartbeat_interval, settings.objectives, bool(OmegaConf.select(config, "sweep.rerun_failed", default=False)))
+                    settings.heartbeat_interval, settings.objectives, rerun_failed)
     results = worker.run()
     write_study_view(study, sweep_dir, space.fixed)
     return results

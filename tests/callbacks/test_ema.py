@@ -15,7 +15,7 @@ from cifar_ft.train import train
 from tests.conftest import make_cfg
 from tests.e2e.test_resilience import cli, signal_at
 
-EMA = ["callbacks.ema.decay=0.9"]
+EMA = ["callbacks=[default,ema]", "callbacks.ema.decay=0.9"]
 
 
 class ValWeights(L.Callback):

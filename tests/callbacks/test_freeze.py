@@ -82,7 +82,7 @@ def test_freeze_epochs_beyond_max_epochs_is_rejected(cfg_factory):
 @pytest.mark.parametrize("unfreeze", ["gradual", "all"])
 def test_resume_in_either_phase_matches_uninterrupted_run(cfg_factory, unfreeze):
     common = ["trainer.max_epochs=3", "strategy.frozen_epochs=1", f"callbacks.freeze.unfreeze={unfreeze}",
-              "callbacks.freeze.groups_per_epoch=2", "callbacks.model_checkpoint.save_top_k=-1",
+              "callbacks.freeze.groups_per_epoch=2", "callbacks.checkpoints.save_top_k=-1",
               "trainer.deterministic=true"]
     full, rec_full = run(cfg_factory, *common, name="full")
     ckpts = {e: f"{full.paths.output_dir}/checkpoints/best-epoch{e:03d}.ckpt" for e in (0, 1)}

@@ -53,8 +53,10 @@ def test_images_must_be_positive():
 
 
 def test_ema_comes_first_so_the_averaged_weights_get_the_statistics(cfg_factory):
-    names = list(cfg_factory().callbacks)
-    assert names.index("ema") < names.index("precise_bn")
+    from cifar_ft.callbacks.config import callback_order
+
+    names = callback_order(list(cfg_factory("callbacks=[default,precise_bn,ema]").callbacks))
+    assert names.index("ema") < names.index("precise_bn") and names[0] == "freeze"
 
 
 def _saved_and_recomputed(cfg, images: int) -> tuple[dict, dict]:
@@ -70,7 +72,8 @@ def _saved_and_recomputed(cfg, images: int) -> tuple[dict, dict]:
 
 
 def test_a_run_validates_and_saves_the_recomputed_statistics(cfg_factory):
-    cfg = cfg_factory("callbacks.precise_bn.images=96", "strategy.frozen_epochs=0", "trainer.max_epochs=1")
+    cfg = cfg_factory("callbacks=[default,precise_bn]", "callbacks.precise_bn.images=96",
+                      "strategy.frozen_epochs=0", "trainer.max_epochs=1")
     train(cfg)
     saved, recomputed = _saved_and_recomputed(cfg, 96)
     assert saved.keys() == recomputed.keys() and saved
@@ -79,7 +82,8 @@ def test_a_run_validates_and_saves_the_recomputed_statistics(cfg_factory):
 
 
 def test_a_layer_kept_frozen_keeps_its_statistics(cfg_factory):
-    cfg = cfg_factory("callbacks.precise_bn.images=96", "strategy=partial", "strategy.frozen_groups=1",
+    cfg = cfg_factory("callbacks=[default,precise_bn]", "callbacks.precise_bn.images=96",
+                      "strategy=partial", "strategy.frozen_groups=1",
                       "trainer.max_epochs=1", name="partial")
     train(cfg)
     ckpt = next(Path(cfg.paths.output_dir, "checkpoints").glob("best-*.ckpt"))

@@ -26,7 +26,8 @@ def test_a_run_trains_small_then_at_full_size_and_validates_and_tests_at_full_si
     forward = ImageClassifier.forward
     monkeypatch.setattr(ImageClassifier, "forward", lambda self, x: seen.append((self.training, x.shape[-1]))
                         or forward(self, x))
-    train(cfg_factory("model.input_size=48", "callbacks.progressive_resize.start_size=16",
+    train(cfg_factory("model.input_size=48", "callbacks=[default,progressive_resize]",
+                      "callbacks.progressive_resize.start_size=16",
                       "callbacks.progressive_resize.end_fraction=0.5", "trainer.max_epochs=2",
                       "strategy.frozen_epochs=0"))
     trained = [s for t, s in seen if t]

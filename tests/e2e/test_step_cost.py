@@ -10,8 +10,8 @@ from cifar_ft.train import train
 # 12 steps per epoch, logging every 5: steps 0, 4, 9, 11 of each epoch are periodic, 8 are not
 RUN = ["trainer.max_epochs=3", "strategy.frozen_epochs=1", "trainer.log_every_n_steps=5",
        "trainer.enable_progress_bar=true", "+callbacks.progress_bar._target_=cifar_ft.callbacks.progress."
-       "LoggedLossProgressBar", "+callbacks.progress_bar.refresh_rate=5", "data.mixup_alpha=0.2",
-       "callbacks.ema.decay=0.99", "data.random_erasing=0.25"]  # EMA and random erasing on: sync-free too
+       "LoggedLossProgressBar", "data.mixup_alpha=0.2", "callbacks=[default,ema]", "callbacks.ema.decay=0.99",
+       "data.random_erasing=0.25"]  # EMA and random erasing on: sync-free too
 
 
 def test_no_host_reads_on_steps_that_are_not_periodic(cfg_factory):

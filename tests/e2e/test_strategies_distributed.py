@@ -51,7 +51,7 @@ def _weights(path: Path) -> str:
 def test_lora_sigkill_mid_epoch_resumes_bit_exact_from_small_checkpoints(tmp_path):
     weights = _weights(tmp_path / "base.safetensors")
     run = [*FAST, "strategy=lora", f"model.pretrained={weights}", "strategy.dropout=0.1", "trainer.max_epochs=2",
-           "trainer.deterministic=true", "data.train_size=384", "callbacks.last_checkpoint.every_n_train_steps=4"]
+           "trainer.deterministic=true", "data.train_size=384", "callbacks.checkpoints.every_n_train_steps=4"]
 
     def cli(run_dir: Path, *extra: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "cifar_ft.train", *run, f"hydra.run.dir={run_dir}", *extra],

@@ -10,7 +10,7 @@ from tests.helpers import Recorder, state
 BASE_LR, MULT, DECAY, DEPTH = 3e-3, 0.5, 0.5, 5  # test_resnet: 5 layer groups (stem, layer1..layer4)
 COMMON = ["trainer.max_epochs=3", "strategy.frozen_epochs=1", f"optimizer.lr={BASE_LR}",
           f"model.backbone_lr_mult={MULT}", f"model.layer_decay={DECAY}", "trainer.deterministic=true",
-          "callbacks.model_checkpoint.save_top_k=-1", "+callbacks.recorder._target_=tests.helpers.Recorder"]
+          "callbacks.checkpoints.save_top_k=-1", "+callbacks.recorder._target_=tests.helpers.Recorder"]
 
 
 def expected(layer: int) -> float:

@@ -67,7 +67,7 @@ def test_a_bad_frozen_precision_is_one_line_before_the_run_starts(override):
                                             ("callbacks.probe_head.max_iter=0", "callbacks.probe_head.max_iter=0 ")])
 def test_a_bad_probe_head_setting_is_one_line_before_the_run_starts(override, match):
     with pytest.raises(ConfigError, match=match):
-        validate_config(compose_config(["experiment=smoke", override]))
+        validate_config(compose_config(["experiment=smoke", "callbacks=[default,probe_head]", override]))
 
 
 def test_a_value_that_does_not_resolve_is_named_not_skipped():

@@ -20,8 +20,8 @@ SHORT = ["trainer.max_epochs=2", "data.train_size=192", "data.val_size=32", "dat
 
 def test_lora_with_ema_bf16_and_tta_evaluates_and_predicts_from_its_small_checkpoint(cfg_factory, resnet_weights,
                                                                                       tmp_path):
-    cfg = cfg_factory(*SHORT, "strategy=lora", f"model.pretrained={resnet_weights}", "callbacks.ema.decay=0.9",
-                      "trainer.precision=bf16-mixed", "tta=flip")
+    cfg = cfg_factory(*SHORT, "strategy=lora", f"model.pretrained={resnet_weights}", "callbacks=[default,ema]",
+                      "callbacks.ema.decay=0.9", "trainer.precision=bf16-mixed", "tta=flip")
     train(cfg)
     out = Path(cfg.paths.output_dir)
     metrics = json.loads((out / "metrics.json").read_text())
