@@ -8,6 +8,7 @@ checks of what the config points at (files exist and load without running code).
 directory (so a typo writes nothing); each command runs it again on the config it is given."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 import re
@@ -21,7 +22,7 @@ from cifar_ft.backbones import check_backbone
 from cifar_ft.backbones.offline import PACKAGES
 from cifar_ft.backbones.weights import check_weights_file, refuse_unsafe
 from cifar_ft.data.folder_source import BAD_IMAGE_POLICIES, FolderSource
-from cifar_ft.errors import ConfigError, check_choice
+from cifar_ft.errors import ConfigError, check_choice, close_matches
 from cifar_ft.models.calibration import TTA
 from cifar_ft.runs.config import CALIBRATIONS
 from cifar_ft.runs.devices import check_devices, device_exists
@@ -103,6 +104,8 @@ def check_schemas(root: DictConfig, node: DictConfig | None = None, prefix: str 
         values = {f.name: _get(root, f"{prefix}{f.name}") for f in knobs(schema)
                   if not re.fullmatch(r"\$\{[\w.]+\}", str(node._get_node(f.name)._value()))}
         check_node(schema, {k: (... if v is _MISSING else v) for k, v in values.items()}, prefix)
+        if prefix:  # a key added at the top: entry.check_added_keys names it with the command's config
+            _check_added_keys(node, schema, prefix)
     for key in node:
         child = node._get_node(key)
         if str(key) != "hydra" and isinstance(child, DictConfig) and not child._is_none():
@@ -152,6 +155,17 @@ def validate_config(cfg: DictConfig) -> None:
     check_limits(lambda key: _get(cfg, key), _MISSING)
     check_devices(_get(cfg, "trainer.accelerator"), _get(cfg, "trainer.devices"))
     _check_targets(cfg)
+
+
+def _check_added_keys(node: DictConfig, schema: type, prefix: str) -> None:
+    """A key added with `+` (`+optimizer.lrr=1e-3`) that the node's schema lacks: one line naming the nearest."""
+    fields = {f.name for f in dataclasses.fields(schema)}
+    for key in node:
+        if str(key) not in fields:
+            known = [f.name for f in knobs(schema)]
+            what = str(node.get("_target_") or schema.__name__).rsplit(".", 1)[-1]
+            raise ConfigError(f"{prefix}{key}: unknown {prefix.rstrip('.') or 'top-level'} option for {what}."
+                              f"{close_matches(str(key), known)} (valid: {', '.join(sorted(known))})")
 
 
 def _check_targets(cfg: DictConfig) -> None:

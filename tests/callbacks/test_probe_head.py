@@ -125,7 +125,9 @@ def test_a_resumed_run_keeps_its_head(cfg_factory):
 
 
 def test_the_probe_runs_after_the_freeze_schedule_has_set_the_modes(cfg_factory):
-    names = list(cfg_factory().callbacks)
+    from cifar_ft.callbacks.config import callback_order
+
+    names = callback_order(list(reversed(list(cfg_factory("callbacks=[default,probe_head]").callbacks))))
     assert names.index("freeze") < names.index("probe_head")
 
 

@@ -125,7 +125,7 @@ def test_sigterm_during_eval_stops_within_a_batch_and_writes_nothing(tmp_path, m
     build = eval_command.build_trainer
     signalling = SignalInPhase("test", batch=1)
     monkeypatch.setattr(eval_command, "build_trainer",
-                        lambda cfg, callbacks, loggers: build(cfg, [*callbacks, signalling], loggers))
+                        lambda cfg, callbacks, loggers, out: build(cfg, [*callbacks, signalling], loggers, out))
     before = signal.getsignal(signal.SIGTERM)
     cfg = make_cfg([f"ckpt_path={run_dir}/checkpoints/last.ckpt", "trainer.enable_progress_bar=false",
                     "model.batch_size=16"], tmp_path / "eval", "eval")

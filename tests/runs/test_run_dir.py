@@ -32,7 +32,7 @@ def test_train_or_eval_into_a_directory_with_results_is_refused_unless_train_con
         guard("train", [f"hydra.run.dir={run}", "ckpt_path=last"])
     (run / "checkpoints").mkdir()
     (run / "checkpoints" / "last.ckpt").write_bytes(b"")
-    guard("train", [f"hydra.run.dir={run}", "resume=true"])  # continuing the run is what the directory is for
+    guard("train", [f"hydra.run.dir={run}", "ckpt_path=last"])  # continuing the run is what the directory is for
     assert (run / LOCK_NAME).exists()
 
 
