@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import typing
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,9 @@ WHERE = {("data", "cifar"): (["data=cifar10"], "data."), ("data", "image_folder"
          ("data", "synthetic"): (["data=synthetic"], "data."), ("model", "model"): ([], "model."),
          ("scheduler", "warmup"): (["scheduler=cosine"], "scheduler."),
          ("scheduler", "plateau"): (["scheduler=plateau"], "scheduler."), ("run", "train"): ([], "")}
+COMMAND = {("run", "eval"): "eval", ("run", "predict"): "predict", ("run", "export"): "export"}
+for key in COMMAND:
+    WHERE[key] = (["ckpt_path=none.ckpt"] if key != ("run", "predict") else ["ckpt_path=none.ckpt", "inputs=x.jpg"], "")
 for (group, name) in SCHEMAS:
     if group in ("optimizer", "strategy"):
         WHERE[(group, name)] = ([f"{group}={name}"], f"{group}.")
@@ -43,7 +47,9 @@ def _bad_values(field: dataclasses.Field, hint: object) -> list[str]:
     elif meta["choices"] is not None:
         out.append("no_such_choice")
     elif meta["check"] is not None:
-        out.append("'['")  # a string its own rule refuses (a regex that does not compile)
+        # an empty list where any value may come (predict's inputs), else a string its own rule refuses
+        # (a regex that does not compile)
+        out.append("[]" if hint is typing.Any else "'['")
     for bound, step in (("ge", -1), ("gt", 0), ("le", 1), ("lt", 0)):
         if meta[bound] is not None:
             value = meta[bound] + step
@@ -57,11 +63,12 @@ CASES = [(group, name, f.name, bad) for (group, name), cls in sorted(SCHEMAS.ite
          for f in knobs(cls) for bad in _bad_values(f, hints(cls)[f.name])]
 
 
-def _message(overrides: list[str]) -> str | None:
+def _message(overrides: list[str], config_name: str = "train") -> str | None:
     try:
-        validate_config(compose_config(overrides))
+        validate_config(compose_config(overrides, config_name=config_name))
     except Exception as exc:  # noqa: BLE001 - what the command line would print
-        return unknown_key_message(exc, "train", overrides) or schema_message(exc) or user_message(exc) or repr(exc)
+        return (unknown_key_message(exc, config_name, overrides) or schema_message(exc) or user_message(exc)
+                or repr(exc))
     return None
 
 
@@ -79,7 +86,7 @@ def test_every_schema_field_is_walked():
 @pytest.mark.parametrize(("group", "name", "key", "bad"), CASES, ids=[f"{g}.{n}.{k}={b}" for g, n, k, b in CASES])
 def test_a_wrong_typed_or_out_of_range_value_is_one_line_naming_the_key(group, name, key, bad):
     overrides, prefix = WHERE[(group, name)]
-    message = _message([*overrides, f"{prefix}{key}={bad}"])
+    message = _message([*overrides, f"{prefix}{key}={bad}"], COMMAND.get((group, name), "train"))
     assert message is not None, f"{prefix}{key}={bad} was accepted"
     assert "\n" not in message and f"{prefix}{key}" in message, message
 
@@ -116,3 +123,47 @@ def test_every_knob_has_its_help():
 def test_a_misspelt_key_is_one_line_naming_the_nearest():
     message = _message(["data.batch_sise=64"])
     assert message.startswith("data.batch_sise:") and "batch_size" in message and "\n" not in message
+
+
+GROUPS = {p.name for p in Path(CONF_DIR).iterdir() if p.is_dir()}
+
+
+def _leaves(node: object) -> int:
+    if isinstance(node, dict):
+        return sum(_leaves(v) for k, v in node.items() if not (str(k).startswith("_") and str(k).endswith("_")))
+    return 1
+
+
+def test_the_default_train_config_has_at_most_90_knobs_and_8_top_level_scalars():
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.to_container(compose_config([]), resolve=False)
+    assert _leaves(cfg) <= 90, _leaves(cfg)
+    scalars = [k for k, v in cfg.items() if not isinstance(v, dict) and k not in GROUPS]  # `robustness: null`: a group
+    assert len(scalars) <= 8, scalars
+
+
+def test_no_knob_is_defined_in_two_places():
+    """A rule of validate.py is for a node without a schema (Lightning's Trainer); a key that moved or went
+    is in no config; a schema's field is declared once (subclasses only change a default)."""
+    from omegaconf import DictConfig, OmegaConf
+
+    from cifar_ft.runs.config import GONE, MOVED
+    from cifar_ft.runs.validate import CHOICES, RULES
+
+    configs = {name: compose_config(["ckpt_path=x", "inputs=x"] if name == "predict" else
+                                    ["ckpt_path=x"] if name != "train" else [], config_name=name)
+               for name in ("train", "eval", "predict", "export")}
+    for key in [*RULES, *CHOICES]:
+        parent = OmegaConf.select(configs["train"], key.rpartition(".")[0])
+        assert isinstance(parent, DictConfig) and OmegaConf.get_type(parent) is dict, f"{key} has a schema"
+    for name, cfg in configs.items():
+        for key in [*MOVED, *GONE]:
+            assert OmegaConf.select(cfg, key, default="absent") == "absent", f"{key} is still in {name}"
+    for cls in SCHEMAS.values():
+        for f in knobs(cls):
+            owners = [base for base in cls.__mro__ if f.name in getattr(base, "__annotations__", {})]
+            for sub, base in zip(owners, owners[1:]):
+                same = {k: v for k, v in f.metadata.items() if k != "help"} == \
+                    {k: v for k, v in dict(base.__dataclass_fields__[f.name].metadata).items() if k != "help"}
+                assert same, f"{cls.__name__}.{f.name}: {sub.__name__} changes the rule of {base.__name__}'s field"

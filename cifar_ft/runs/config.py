@@ -27,10 +27,11 @@ GONE = {"print_config": "every run saves its whole resolved config in <run dir>/
         "callbacks.model_checkpoint": "callbacks.checkpoints (save_top_k, every_n_train_steps); where checkpoints "
                                       "go and what `best` means follow hydra.run.dir and optimized_metric",
         "callbacks.last_checkpoint": "callbacks.checkpoints.every_n_train_steps",
-        "logger.tensorboard": "TensorBoard writes to <run dir>/tensorboard (hydra.run.dir=DIR)"}
+        **{f"logger.tensorboard.{key}": "TensorBoard writes to <run dir>/tensorboard (hydra.run.dir=DIR)"
+           for key in ("save_dir", "name", "version", "default_hp_metric")}}
 
 
-def _tta() -> list[str]:
+def tta_names() -> list[str]:
     from cifar_ft.models.calibration import TTA
 
     return list(TTA)
@@ -51,7 +52,7 @@ class TrainOptions:
     task_name: str = knob("train", "names the run's folder: outputs/<task_name>/<time>")
     seed: int = knob(42, "everything random: weights of the head, splits, augmentation, order", ge=0, lt=2**32)
     ckpt_path: str | None = knob(None, "resume from this checkpoint, or `last` (with hydra.run.dir=<run dir>)")
-    tta: str = knob("none", "test-time augmentation of the final test (saved in checkpoints)", choices=_tta)
+    tta: str = knob("none", "test-time augmentation of the final test (saved in checkpoints)", choices=tta_names)
     calibrate: str = knob("none", "temperature: fit one temperature on the validation split before the test "
                                   "(stored; eval, predict and exports apply it)", choices=CALIBRATIONS)
     trust_checkpoint: bool = knob(False, "true: also load files whose pickle runs code (only files you trust)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from cifar_ft.callbacks import config as _callbacks  # noqa: F401 - each module registers its schemas
 from cifar_ft.data import config as _data  # noqa: F401
 from cifar_ft.models import config as _models  # noqa: F401
+from cifar_ft.runs import command_options as _commands  # noqa: F401
 from cifar_ft.runs import config as _runs  # noqa: F401
 from cifar_ft.schema import SCHEMAS
 from cifar_ft.strategies import config as _strategies  # noqa: F401

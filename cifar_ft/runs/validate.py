@@ -21,13 +21,11 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from cifar_ft.backbones import check_backbone
 from cifar_ft.backbones.offline import PACKAGES
 from cifar_ft.backbones.weights import check_weights_file, refuse_unsafe
-from cifar_ft.data.folder_source import BAD_IMAGE_POLICIES, FolderSource
+from cifar_ft.data.folder_source import FolderSource
 from cifar_ft.errors import ConfigError, check_choice, close_matches
-from cifar_ft.models.calibration import TTA
-from cifar_ft.runs.config import CALIBRATIONS
-from cifar_ft.runs.devices import check_devices, device_exists
+from cifar_ft.runs.devices import check_devices
 from cifar_ft.runs.limits import check_limits
-from cifar_ft.schema import SCHEMAS, check_node, knobs
+from cifar_ft.schema import check_node, knobs
 
 _MISSING = object()
 
@@ -48,18 +46,12 @@ POSITIVE = ((lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool) a
             "a number > 0")
 MAX_EPOCHS = ((lambda v: _is_int(v) and (v >= 1 or v == -1)), "an integer >= 1 (or -1: no limit)")
 
-# Keys without a schema of ours: Lightning's Trainer node (its own signature is its schema: these are the
-# values it would accept but that make no run), and the keys of eval, predict and export.
+# Lightning's Trainer node, which has no schema of ours (Trainer's signature is its schema): values it
+# would accept but that make no run.
 RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "trainer.num_sanity_val_steps": _int(-1), "trainer.max_epochs": MAX_EPOCHS, "trainer.log_every_n_steps": _int(1),
     "trainer.accumulate_grad_batches": _int(1), "trainer.gradient_clip_val": _optional(POSITIVE),
     "trainer.check_val_every_n_epoch": _int(1), "trainer.num_nodes": _int(1),
-    "seed": ((lambda v: _is_int(v) and 0 <= v < 2**32), "an integer in [0, 2**32)"),
-    "top_k": _int(1), "batch_size": _int(1), "explain": ((lambda v: isinstance(v, bool)), "true or false"),
-    "device": (device_exists, "auto, cpu, or cuda / cuda:N naming a GPU of this machine"),
-    "inputs": ((lambda v: bool(v) and isinstance(v, (str, list, tuple))),
-               "image files and/or folders, e.g. inputs=[cat.jpg,photos/]"),
-    "model.input_size": _int(16), "model.test_input_size": _optional(_int(16)), "model.batch_size": _int(1),
 }
 # Values every Lightning 2.x knows, checked without importing it (seconds); others against its registries.
 USUAL = {"trainer.strategy": ("auto", "ddp", "ddp_spawn", "fsdp", "deepspeed"),
@@ -78,18 +70,9 @@ def _lightning_accelerators() -> tuple[str, ...]:
     return ("auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators()))
 
 
-def _export_formats() -> dict:
-    from cifar_ft.exports.formats import FORMATS  # timm and the model: only export's config has `format`
-
-    return FORMATS
-
-
-# config key -> registry of valid names, for keys without a schema of ours (a function: imported only
-# where the key is present)
+# Lightning's Trainer node: its own registries (a function: imported only where the key is present), so a
+# typo fails here, not after the data is read and the config printed
 CHOICES: dict[str, Any] = {
-    "on_bad_image": BAD_IMAGE_POLICIES, "format": _export_formats, "tta": (*TTA, None),
-    "calibrate": (*CALIBRATIONS, None),
-    # Lightning's own registries: a typo fails here, not after the data is read and the config printed
     "trainer.strategy": _lightning_strategies, "trainer.accelerator": _lightning_accelerators,
     "trainer.precision": ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true"),
 }
@@ -99,7 +82,7 @@ def check_schemas(root: DictConfig, node: DictConfig | None = None, prefix: str 
     """Every node composed on a schema of ours, checked against its fields (types, ranges, choices)."""
     node = root if node is None else node
     schema = OmegaConf.get_type(node)
-    if schema in SCHEMAS.values():
+    if dataclasses.is_dataclass(schema) and knobs(schema):
         # a value taken from another key (`data.mean: ${model.mean}`) is checked where it is set
         values = {f.name: _get(root, f"{prefix}{f.name}") for f in knobs(schema)
                   if not re.fullmatch(r"\$\{[\w.]+\}", str(node._get_node(f.name)._value()))}
