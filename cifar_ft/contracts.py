@@ -15,7 +15,8 @@ could choose code are listed, with why theirs cannot come from a file, in `tests
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -156,3 +157,17 @@ class CalibratableModule(Protocol):
     def tta_log_probs(self, x: torch.Tensor) -> torch.Tensor: ...
 
     def set_temperature(self, value: float) -> None: ...
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """What a sweep tells one of its jobs before the run starts (`cifar_ft.sweeps.jobs.plan_job`; a run
+    outside a multirun gets `JobPlan()`): `skip` it and report `result` (it finished in an earlier attempt),
+    `resume` it from its own checkpoints/last.ckpt (an attempt was interrupted), and the `callbacks` a trial
+    of a pruned search adds; each has `pruned_at`, the epoch after which the search's pruner stopped the
+    run, or None. The run reads nothing else of the sweep."""
+
+    skip: bool = False
+    result: float | None = None
+    resume: bool = False
+    callbacks: tuple[Any, ...] = ()

@@ -2,7 +2,7 @@
 
 Light to import: the training stack is imported when a run starts, so `--help` and a one-line config error
 cost only the config checks. A job of a multirun hands its sweep's concerns (skip a finished job, resume an
-interrupted one, a trial's pruning) to the run as plain values."""
+interrupted one, a trial's pruning) to the run as a `contracts.JobPlan`."""
 from __future__ import annotations
 
 import logging
@@ -12,6 +12,7 @@ from pathlib import Path
 from hydra_plugins.cifar_ft.optuna_sweeper import register as register_sweeper
 from omegaconf import DictConfig
 
+from cifar_ft.contracts import JobPlan
 from cifar_ft.runs.entry import command, in_multirun
 from cifar_ft.runs.validate import validate_config
 
@@ -29,17 +30,14 @@ def train(cfg: DictConfig) -> float | None:
 
     corruptions = robustness_config(cfg.get("robustness"))
     ensure_writable(Path(cfg.paths.output_dir))
-    resume, pruning = False, []
-    if in_multirun():  # a re-run sweep: skip finished jobs, resume interrupted ones; a trial's pruning
-        from cifar_ft.sweeps.jobs import previous_attempt, sweeper_settings
-        from cifar_ft.sweeps.trial import trial_callbacks
+    plan = JobPlan()
+    if in_multirun():  # the sweep's side of the contract: skip a finished job, resume an interrupted one
+        from cifar_ft.sweeps.jobs import plan_job
 
-        attempt = previous_attempt(cfg, Path(cfg.paths.output_dir), cfg.optimized_metric)
-        if attempt.action == "skip":
-            return attempt.result
-        resume = attempt.action == "resume"
-        pruning = trial_callbacks(sweeper_settings(), cfg.optimized_metric)
-    return fit_and_test(cfg, start, resume, pruning, corruptions)
+        plan = plan_job(cfg)
+    if plan.skip:
+        return plan.result
+    return fit_and_test(cfg, start, plan, corruptions)
 
 
 main = command(train, "train")

@@ -15,6 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from cifar_ft.callbacks.temperature import TemperatureScaling
+from cifar_ft.contracts import JobPlan
 from cifar_ft.reports.artifacts import run_facts, to_float_dict, write_metrics, write_test_artifacts
 from cifar_ft.reports.explain import write_mistakes
 from cifar_ft.reports.robustness import after_test
@@ -44,11 +45,11 @@ def hparam_metrics(cfg: DictConfig) -> list[str]:
             "model/peak_memory_mb"]
 
 
-def fit_and_test(cfg: DictConfig, start: float, resume: bool, pruning: list[L.Callback], corruptions
-                 ) -> float | None:
-    """Fit and test one run of a validated config (`cifar_ft.train.train`); `pruning`: the callbacks of a
-    trial of a pruned search (the sweep's, handed over by the command); `corruptions`: the checked
-    robustness settings or None. Returns the best optimized metric."""
+def fit_and_test(cfg: DictConfig, start: float, plan: JobPlan, corruptions) -> float | None:
+    """Fit and test one run of a validated config (`cifar_ft.train.train`); `plan`: what its sweep says
+    (`contracts.JobPlan`: resume, a trial's pruning callbacks); `corruptions`: the checked robustness
+    settings or None. Returns the best optimized metric."""
+    resume, pruning = plan.resume, list(plan.callbacks)
     output_dir = Path(cfg.paths.output_dir)
     trust = bool(cfg.get("trust_checkpoint", False))
     ckpt_path = resolve_ckpt(resume_target(cfg.get("ckpt_path"), resume), output_dir, trust)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from cifar_ft.contracts import JobPlan
 from cifar_ft.errors import ConfigError
 from cifar_ft.plain import read_data
 
@@ -80,3 +81,14 @@ def sweeper_settings() -> dict | None:
     args = sweeper.get("pruner_args")
     return {"storage": sweeper.storage, "study_name": sweeper.study_name, "pruner": sweeper.get("pruner", "none"),
             "pruner_args": OmegaConf.to_container(args, resolve=True) if args is not None else {}}
+
+
+def plan_job(cfg: DictConfig) -> JobPlan:
+    """This multirun job's plan (the `JobPlan` contract): skip, resume, and a trial's pruning callbacks."""
+    from cifar_ft.sweeps.trial import trial_callbacks
+
+    attempt = previous_attempt(cfg, Path(cfg.paths.output_dir), cfg.optimized_metric)
+    if attempt.action == "skip":
+        return JobPlan(skip=True, result=attempt.result)
+    return JobPlan(resume=attempt.action == "resume",
+                   callbacks=tuple(trial_callbacks(sweeper_settings(), cfg.optimized_metric)))
