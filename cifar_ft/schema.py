@@ -164,6 +164,15 @@ def check_node(cls: type, values: dict[str, Any], prefix: str) -> None:
                           + (f".{near}" if near else ""))
 
 
+def _yaml(value: Any) -> str:
+    """A default as it is written in YAML and on the command line: null, true, 0.1, [0.9, 0.999], auto."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_yaml(v) for v in value) + "]"
+    return str(value)
+
+
 def field_named(cls: type, name: str) -> tuple[dataclasses.Field, Any] | None:
     for f in knobs(cls):
         if f.name == name:
@@ -177,6 +186,6 @@ def reference_rows(cls: type) -> list[tuple[str, str, str, str]]:
     rows = []
     for f in knobs(cls):
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        shown = "required" if default is dataclasses.MISSING or default == "???" else repr(default)
+        shown = "required" if default is dataclasses.MISSING or default == "???" else _yaml(default)
         rows.append((f.name, describe(f, types_[f.name]), shown, f.metadata.get("help", "")))
     return rows

@@ -167,3 +167,15 @@ def test_no_knob_is_defined_in_two_places():
                 same = {k: v for k, v in f.metadata.items() if k != "help"} == \
                     {k: v for k, v in dict(base.__dataclass_fields__[f.name].metadata).items() if k != "help"}
                 assert same, f"{cls.__name__}.{f.name}: {sub.__name__} changes the rule of {base.__name__}'s field"
+
+
+def test_the_configuration_reference_is_generated_from_the_schemas():
+    """docs/configuration.md is what `python -m cifar_ft.check --reference` writes, and lists every field."""
+    from cifar_ft.runs.reference import reference
+
+    text = reference()
+    assert (Path(CONF_DIR).parent / "docs" / "configuration.md").read_text() == text + "\n", \
+        "docs/configuration.md is stale: python -m cifar_ft.check --reference docs/configuration.md"
+    for (group, name), cls in SCHEMAS.items():
+        for f in knobs(cls):
+            assert re.search(rf"^\| `[\w.]*\b{f.name}` \| ", text, re.M), f"{group}/{name}: {f.name} is not listed"
