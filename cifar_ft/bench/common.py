@@ -1,17 +1,28 @@
-"""Shared by the benchmarks: locating the shared data, printing and saving tables."""
+"""Shared by the benchmarks: the images they train on (`--data`), printing and saving tables."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
-DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10-train-jpeg.zip"
+DATA_HELP = ("your images: a folder or .zip holding train/<class>/*.jpg (CIFAR-10's training images as JPEGs "
+             "reproduce the results pages); required")
 
 
 def data_root(path: str | None) -> str:
-    root = Path(path) if path else DEFAULT_DATA
-    if not root.exists():
-        raise SystemExit(f"error: data {str(root)!r} not found; pass --data DIR_OR_ZIP holding train/<class>/*.jpg")
-    return str(root)
+    """`--data`, checked as `data.root` of an image folder is; one line and exit 2 without it or when it is
+    not such a folder (a bench never looks for data the user did not give)."""
+    from cifar_ft.data.folder_source import FolderSource
+    from cifar_ft.errors import ConfigError
+
+    try:
+        if not path:
+            raise ConfigError("no data given: pass --data DIR_OR_ZIP holding train/<class>/*.jpg")
+        FolderSource.check_root(path)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return str(Path(path))
 
 
 def print_table(rows: list[dict], columns: list[str], title: str) -> None:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from cifar_ft.bench.common import data_root, print_table, save_json
+from cifar_ft.bench.common import DATA_HELP, data_root, print_table, save_json
 from cifar_ft.reports.artifacts import git_commit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,7 +149,7 @@ def markdown(head: dict, rows: list[dict]) -> str:
 
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(prog="python -m cifar_ft.bench gpu", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", help="dir or .zip with train/<class>/*.jpg (default: ../shared/data/...zip)")
+    ap.add_argument("--data", help=DATA_HELP)
     ap.add_argument("--test", help="a folder of test images never trained on (test/<class>/*.jpg)")
     ap.add_argument("--out", default="outputs/bench/gpu")
     ap.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, of: {', '.join(ROWS)}")

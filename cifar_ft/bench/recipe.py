@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from cifar_ft.bench.common import data_root, print_table, save_json
+from cifar_ft.bench.common import DATA_HELP, data_root, print_table, save_json
 from cifar_ft.strategies.precision import cpu_bf16_units
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,7 +122,7 @@ def evaluate_tta(root: str, ckpt: str, out: Path) -> float:
 
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(prog="python -m cifar_ft.bench recipe", description=__doc__)
-    ap.add_argument("--data", help="dir or .zip with train/<class>/*.jpg (default: ../shared/data/...zip)")
+    ap.add_argument("--data", help=DATA_HELP)
     ap.add_argument("--out", default="outputs/bench/recipe")
     ap.add_argument("--only", nargs="*", help="knobs to run (default: all)")
     args = ap.parse_args(argv)

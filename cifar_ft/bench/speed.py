@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cifar_ft.bench.budget import budget_rows
-from cifar_ft.bench.common import data_root, print_table, save_json
+from cifar_ft.bench.common import DATA_HELP, data_root, print_table, save_json
 from cifar_ft.bench.overhead import collective_rows, overhead_rows
 from cifar_ft.bench.speed_common import plain_loop, prepared_model
 from cifar_ft.data.image_folder import ImageFolderDataModule
@@ -165,7 +165,7 @@ class Rows(list):
 
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(prog="python -m cifar_ft.bench speed", description=__doc__)
-    ap.add_argument("--data", help="dir or .zip with train/<class>/*.jpg (default: ../shared/data/...zip)")
+    ap.add_argument("--data", help=DATA_HELP)
     ap.add_argument("--out", default="outputs/bench/speed")
     ap.add_argument("--rows", default="123456", help="which rows to run, e.g. 12")
     ap.add_argument("--frozen-images", type=int, default=4000)

@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from cifar_ft.bench.common import data_root, print_table, save_json
+from cifar_ft.bench.common import DATA_HELP, data_root, print_table, save_json
 
 ROOT = Path(__file__).resolve().parents[2]
 VAL = 1000
@@ -177,7 +177,7 @@ VIT_COLUMNS = ["strategy", "device", "batch", "step_s", "images_per_s", "peak_mb
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(prog="python -m cifar_ft.bench strategy", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", help="dir or .zip with train/<class>/*.jpg (default: ../shared/data/...zip)")
+    ap.add_argument("--data", help=DATA_HELP)
     ap.add_argument("--out", default="outputs/bench/strategy")
     ap.add_argument("--budget-s", type=float, default=120.0, help="training seconds per strategy (table 1)")
     ap.add_argument("--only", nargs="*", help="strategies of table 1 to run (default: all)")

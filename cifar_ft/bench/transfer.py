@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from cifar_ft.backbones import create_backbone
-from cifar_ft.bench.common import data_root, print_table, save_json
+from cifar_ft.bench.common import DATA_HELP, data_root, print_table, save_json
 from cifar_ft.data.folder_source import FolderSource
 from cifar_ft.runs.compose import compose_config
 from cifar_ft.train import train
@@ -104,7 +104,7 @@ def evaluate(model: nn.Module, loader: DataLoader) -> float:
 
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(prog="python -m cifar_ft.bench transfer", description=__doc__)
-    ap.add_argument("--data", help="dir or .zip with train/<class>/*.jpg (default: ../shared/data/...zip)")
+    ap.add_argument("--data", help=DATA_HELP)
     ap.add_argument("--out", default="outputs/bench/transfer")
     ap.add_argument("--workers", type=int, default=torch.get_num_threads())
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for (a) and (b)")
