@@ -90,7 +90,7 @@ class LoRAOptions(StrategyOptions):
     """Low-rank adapters beside frozen weights, through peft (`lora.LoRA`); DoRA with use_dora."""
 
     _target_: str = "cifar_ft.strategies.lora.LoRA"
-    rank: int = knob(8, "the adapters' rank r", ge=1, le=4096)
+    rank: int = knob(8, "the adapters' rank r (at most the narrowest adapted layer's width, checked when built)", ge=1)
     alpha: float = knob(16.0, "scale alpha / rank", gt=0.0)
     dropout: float = knob(0.0, "on the adapter input", ge=0.0, lt=1.0)
     targets: str = knob("auto", "auto (ViT/DeiT: qkv, proj, fc1, fc2; ConvNets: 1x1 convolutions) | "
