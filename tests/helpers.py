@@ -174,3 +174,11 @@ class SignalDuringCache(L.Callback):
                 yield batch
 
         dm.ordered_loader = signalling
+
+
+def unsynced_freeze_schedule(**options):
+    """The freeze schedule without its DDP gradient sync (`sync_frozen_grads=False`): the Lightning/DDP
+    failure that tests/e2e/test_ddp.py shows the sync prevents. Not a config option: only this test wants it."""
+    from cifar_ft.callbacks.freeze import FreezeSchedule
+
+    return FreezeSchedule(sync_frozen_grads=False, **options)

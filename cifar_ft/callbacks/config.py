@@ -121,6 +121,7 @@ class StopOnSignalOptions:
 
     _target_: str = "cifar_ft.callbacks.stop_on_signal.StopOnSignal"
     max_delay_s: float = knob(5.0, "DDP: ranks agree on a stop about this often (one tiny all-reduce)", gt=0.0)
+    agree_every_n_steps: int | None = knob(None, "DDP: agree every N steps instead (a stop at a known step)", ge=1)
 
 
 @schema("callbacks", "progress_bar")

@@ -21,7 +21,6 @@ MOVED = {"frozen_epochs": "strategy.frozen_epochs", "frozen_groups": "strategy.f
 GONE = {"print_config": "every run saves its whole resolved config in <run dir>/.hydra/resolved.yaml, and "
                         "`python -m cifar_ft.train ... --cfg job --resolve` prints it without running",
         "callbacks.progress_bar.refresh_rate": "the bar refreshes on the logging steps (trainer.log_every_n_steps)",
-        "callbacks.stop_on_signal.agree_every_n_steps": "DDP ranks agree every callbacks.stop_on_signal.max_delay_s",
         "callbacks.stop_on_signal.dirpath": "last.ckpt goes to the run's checkpoints/ (hydra.run.dir)",
         "trainer.default_root_dir": "the run writes into its run directory (hydra.run.dir=DIR)",
         "callbacks.model_checkpoint": "callbacks.checkpoints (save_top_k, every_n_train_steps); where checkpoints "

@@ -34,6 +34,6 @@ def test_ddp_ranks_identical_after_unfreezing(tmp_path):
     assert "test/acc" in metrics
     # The backbone did train after unfreezing (so the equality above is not trivial) ...
     # ... and without our gradient sync, the known Lightning/DDP failure appears: ranks drift apart.
-    broken = run_ddp(tmp_path / "broken", "+callbacks.freeze.sync_frozen_grads=false")
+    broken = run_ddp(tmp_path / "broken", "callbacks.freeze._target_=tests.helpers.unsynced_freeze_schedule")
     assert max_diff(broken[0], broken[1]) > 1e-4
     assert max_diff(ranks[0], broken[0]) > 1e-4
