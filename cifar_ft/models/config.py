@@ -111,14 +111,18 @@ class SGDOptions(OptimizerOptions):
     nesterov: bool = knob(True, "Nesterov momentum")
 
 
+@dataclass
+class SchedulerOptions:
+    _partial_: bool = True   # a factory: the model gives it its optimizer
+    _convert_: str = "all"
+
+
 @schema("scheduler", "warmup")
 @dataclass
-class WarmupOptions:
+class WarmupOptions(SchedulerOptions):
     """Linear warmup, then a decay per optimizer step (`cifar_ft.models.optim.WarmupSchedule`)."""
 
     _target_: str = "cifar_ft.models.optim.WarmupSchedule"
-    _partial_: bool = True
-    _convert_: str = "all"
     warmup_steps: int = knob(100, "optimizer steps of linear warmup from 0", ge=0)
     decay: str = knob("cosine", "after warmup", choices=_decays)
     min_lr_ratio: float = knob(0.01, "the decay's final LR, as a fraction of the peak", ge=0.0, le=1.0)
@@ -126,12 +130,10 @@ class WarmupOptions:
 
 @schema("scheduler", "plateau")
 @dataclass
-class PlateauOptions:
+class PlateauOptions(SchedulerOptions):
     """LR times `factor` when the monitored metric stops improving (`cifar_ft.models.optim.PlateauSchedule`)."""
 
     _target_: str = "cifar_ft.models.optim.PlateauSchedule"
-    _partial_: bool = True
-    _convert_: str = "all"
     mode: str = knob("max", "max: the metric should rise (accuracy) | min (loss)", choices=("max", "min"))
     factor: float = knob(0.1, "LR multiplier at each reduction", gt=0.0, lt=1.0)
     patience: int = knob(2, "epochs without improvement before a reduction", ge=0)

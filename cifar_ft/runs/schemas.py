@@ -12,8 +12,11 @@ from cifar_ft.strategies import config as _strategies  # noqa: F401
 
 
 def register_schemas() -> None:
+    """Once per process (every compose calls it through `register_resolvers`)."""
     from hydra.core.config_store import ConfigStore
 
     store = ConfigStore.instance()
+    if "schema" in store.repo:
+        return
     for (group, name), cls in SCHEMAS.items():
         store.store(group=f"schema/{group}", name=name, node=cls)

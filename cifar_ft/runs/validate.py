@@ -81,18 +81,17 @@ CHOICES: dict[str, Any] = {
 def check_schemas(root: DictConfig, node: DictConfig | None = None, prefix: str = "") -> None:
     """Every node composed on a schema of ours, checked against its fields (types, ranges, choices)."""
     node = root if node is None else node
-    schema = OmegaConf.get_type(node)
+    schema, raw = OmegaConf.get_type(node), OmegaConf.to_container(node, resolve=False)
     if dataclasses.is_dataclass(schema) and knobs(schema):
         # a value taken from another key (`data.mean: ${model.mean}`) is checked where it is set
         values = {f.name: _get(root, f"{prefix}{f.name}") for f in knobs(schema)
-                  if not re.fullmatch(r"\$\{[\w.]+\}", str(node._get_node(f.name)._value()))}
+                  if not re.fullmatch(r"\$\{[\w.]+\}", str(raw.get(f.name)))}
         check_node(schema, {k: (... if v is _MISSING else v) for k, v in values.items()}, prefix)
         if prefix:  # a key added at the top: entry.check_added_keys names it with the command's config
             _check_added_keys(node, schema, prefix)
-    for key in node:
-        child = node._get_node(key)
-        if str(key) != "hydra" and isinstance(child, DictConfig) and not child._is_none():
-            check_schemas(root, child, f"{prefix}{key}.")
+    for key, value in raw.items():
+        if key != "hydra" and isinstance(value, dict):  # a section (not a value that refers to one)
+            check_schemas(root, node[key], f"{prefix}{key}.")
 
 
 def _get(cfg: DictConfig, key: str) -> Any:
