@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from cifar_ft.callbacks.progress import progress_bar
 from cifar_ft.callbacks.stop_on_signal import StopOnSignal
 from cifar_ft.data.registry import build_data
+from cifar_ft.models.options import flat_hparams
 from cifar_ft.reports.artifacts import git_commit, to_float_dict, write_metrics, write_test_predictions
 from cifar_ft.reports.explain import write_mistakes
 from cifar_ft.reports.figures import reliability_figure
@@ -30,7 +31,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     corruptions = robustness_config(cfg.get("robustness"))
     trust = bool(cfg.get("trust_checkpoint", False))
     ckpt = read_checkpoint(cfg.ckpt_path, trust)
-    hparams = dict(ckpt["hyper_parameters"])
+    hparams = flat_hparams(ckpt["hyper_parameters"])  # either form: grouped, or older flat
     given = cfg.get("data") is not None
     with open_dict(cfg):  # the checkpoint decides how images are prepared, and by default which images
         for key in ("input_size", "mean", "std"):

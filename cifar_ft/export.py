@@ -13,6 +13,7 @@ from cifar_ft.exports.folder import check_out, whole_folder
 from cifar_ft.exports.formats import FORMATS
 from cifar_ft.exports.model_card import model_card
 from cifar_ft.exports.timm_form import ExportInfo
+from cifar_ft.models.options import flat_hparams
 from cifar_ft.runs.checkpoints import choose_temperature, load_classifier, read_checkpoint
 from cifar_ft.runs.entry import command
 from cifar_ft.runs.validate import validate_config
@@ -25,7 +26,7 @@ def export(cfg: DictConfig) -> list[Path]:
     fmt = check_choice("format", cfg.format, FORMATS)
     trust = bool(cfg.get("trust_checkpoint", False))
     ckpt = read_checkpoint(cfg.ckpt_path, trust)
-    hp, prep = dict(ckpt["hyper_parameters"]), ckpt.get("preprocessing") or {}
+    hp, prep = flat_hparams(ckpt["hyper_parameters"]), ckpt.get("preprocessing") or {}
     out = Path(cfg.out) if cfg.get("out") else Path(cfg.paths.output_dir) / fmt
     check_out(out, bool(cfg.get("overwrite", False)))
     model = load_classifier(cfg.ckpt_path, trust, ckpt).eval()

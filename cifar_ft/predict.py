@@ -14,6 +14,7 @@ from cifar_ft.data.folder_source import BAD_IMAGE_POLICIES
 from cifar_ft.data.images import IMAGE_SUFFIXES, decode_image
 from cifar_ft.data.transforms import BatchTransform
 from cifar_ft.errors import ConfigError, check_choice
+from cifar_ft.models.options import flat_hparams
 from cifar_ft.reports.explain import write_explanations
 from cifar_ft.runs.checkpoints import choose_temperature, load_classifier, read_checkpoint
 from cifar_ft.runs.entry import command
@@ -121,7 +122,7 @@ def predict(cfg: DictConfig) -> list[dict]:
         raise ConfigError(f"top_k={cfg.top_k} must be >= 1")
     trust = bool(cfg.get("trust_checkpoint", False))
     ckpt = read_checkpoint(cfg.ckpt_path, trust)
-    hp, prep = ckpt["hyper_parameters"], ckpt.get("preprocessing") or {}
+    hp, prep = flat_hparams(ckpt["hyper_parameters"]), ckpt.get("preprocessing") or {}
     inputs = list(cfg.inputs) if isinstance(cfg.inputs, (list, ListConfig)) else [str(cfg.inputs)]
     paths, images, skipped = load_images(find_images(inputs), int(prep.get("image_size") or hp["input_size"]),
                                          cfg.on_bad_image)

@@ -180,12 +180,18 @@ def field_named(cls: type, name: str) -> tuple[dataclasses.Field, Any] | None:
     return None
 
 
-def reference_rows(cls: type) -> list[tuple[str, str, str, str]]:
-    """(name, valid values, default, help) per field: the configuration reference's rows."""
+def type_name(hint: Any) -> str:
+    """A field's type as the reference shows it: `int`, `float | None`, `list[float]`."""
+    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "").replace("NoneType", "None")
+
+
+def reference_rows(cls: type) -> list[tuple[str, str, str, str, str]]:
+    """(name, type, valid values, default, help) per field: the configuration reference's rows."""
     types_ = hints(cls)
     rows = []
     for f in knobs(cls):
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         shown = "required" if default is dataclasses.MISSING or default == "???" else _yaml(default)
-        rows.append((f.name, describe(f, types_[f.name]), shown, f.metadata.get("help", "")))
+        rows.append((f.name, type_name(types_[f.name]), describe(f, types_[f.name]), shown,
+                     f.metadata.get("help", "")))
     return rows

@@ -20,6 +20,15 @@ FAST = ["experiment=smoke", "data.train_size=480", "data.val_size=80", "data.tes
 __all__ = ["CONF_DIR", "FAST", "ROOT", "make_cfg"]
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects: the tier marker must be there when it looks
+def pytest_collection_modifyitems(config, items):
+    """The tiering rule (docs/architecture.md, "Tests"): a test under tests/e2e/ runs whole commands and is
+    of the `command` tier unless it is `slow`; everything else is the fast tier."""
+    for item in items:
+        if Path(str(item.fspath)).parent.name == "e2e" and "slow" not in item.keywords:
+            item.add_marker(pytest.mark.command)
+
+
 def make_cfg(overrides: list[str], output_dir: Path, config_name: str = "train") -> DictConfig:
     return compose_config(overrides, output_dir, config_name)
 

@@ -107,7 +107,6 @@ CODE_CHOOSING = {
     ("backbones/__init__.py", "import_module("): "a module of the SOURCES registry",
     ("backbones/weights.py", "torch.load("): "weights_only unless trust_checkpoint=true",
     ("runs/checkpoints.py", "torch.load("): "weights_only=True",
-    ("runs/checkpoints.py", "load_from_checkpoint("): "after stored.check_checkpoint; weights_only unless trusted",
     ("callbacks/temperature.py", "torch.load("): "weights_only=True, the run's own best checkpoint",
 }
 

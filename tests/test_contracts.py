@@ -15,7 +15,7 @@ from cifar_ft.contracts import (
     StatisticsData,
 )
 from cifar_ft.data.synthetic import SyntheticDataModule
-from cifar_ft.models.classifier import ImageClassifier
+from cifar_ft.models.factory import build_classifier
 
 
 def test_datamodule_is_frozen_phase_data():
@@ -35,8 +35,8 @@ def test_datamodule_is_frozen_phase_data():
 
 
 def test_classifier_is_finetunable_and_adds_groups_at_their_scaled_lr():
-    model = ImageClassifier("test_resnet", 10, pretrained=False, input_size=32, backbone_lr_mult=0.1,
-                            optimizer=functools.partial(torch.optim.AdamW, lr=1e-3))
+    model = build_classifier(backbone="test_resnet", num_classes=10, pretrained=False, input_size=32,
+                             backbone_lr_mult=0.1, optimizer=functools.partial(torch.optim.AdamW, lr=1e-3))
     assert isinstance(model, FinetunableModule)
     assert model.input_size == 32 and model.features(torch.randn(2, 3, 32, 32)).shape == (2, 96)
     for p in model.backbone.parameters():
@@ -55,7 +55,7 @@ def test_classifier_is_finetunable_and_adds_groups_at_their_scaled_lr():
 def test_classifier_is_calibratable_and_temperature_scaling_reports_run_facts():
     from cifar_ft.callbacks.temperature import TemperatureScaling
 
-    model = ImageClassifier("test_resnet", 10, pretrained=False, input_size=32).eval()
+    model = build_classifier(backbone="test_resnet", num_classes=10, pretrained=False, input_size=32).eval()
     assert isinstance(model, CalibratableModule)
     x = torch.randn(3, 3, 32, 32)
     with torch.no_grad():

@@ -33,6 +33,7 @@ def test_directives_are_found_anywhere_and_allowed_only_where_said():
                           frozenset({"x._target_"})) is None
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 def test_a_config_check_imports_neither_lightning_nor_the_models():
     """`python -m cifar_ft.check` composes and checks, and `cifar_ft.train` (its `--help`, a one-line error)
     imports, leaving the training stack unimported until a run starts."""

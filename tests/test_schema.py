@@ -3,14 +3,19 @@ naming its key, through the real conf/ and the command line's checks; conf/'s YA
 differs from the schemas' defaults; every field has its help."""
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import re
 import typing
 from pathlib import Path
 
 import pytest
 import yaml
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
 
+from cifar_ft.callbacks.config import OPT_IN
 from cifar_ft.runs.compose import CONF_DIR, compose_config, schema_message, unknown_key_message
 from cifar_ft.runs.entry import user_message
 from cifar_ft.runs.resolvers import register_resolvers
@@ -30,8 +35,8 @@ for key in COMMAND:
 for (group, name) in SCHEMAS:
     if group in ("optimizer", "strategy"):
         WHERE[(group, name)] = ([f"{group}={name}"], f"{group}.")
-    elif group == "callbacks":
-        WHERE[(group, name)] = ([], f"callbacks.{name}.")
+    elif group == "callbacks":  # an opt-in callback's keys exist once it is chosen
+        WHERE[(group, name)] = ([f"callbacks=[default,{name}]"] if name in OPT_IN else [], f"callbacks.{name}.")
 
 
 def _bad_values(field: dataclasses.Field, hint: object) -> list[str]:
@@ -72,6 +77,25 @@ def _message(overrides: list[str], config_name: str = "train") -> str | None:
     return None
 
 
+@functools.cache
+def _composed(overrides: tuple[str, ...], config_name: str) -> DictConfig:
+    return compose_config(list(overrides), config_name=config_name)
+
+
+def _message_on(overrides: list[str], override: str, config_name: str) -> str | None:
+    """As `_message(overrides + [override])`, the config composed once per node: the override's value is
+    parsed by Hydra's own grammar and set on the typed config as Hydra sets it (a wrong type fails there),
+    then checked as the command checks it."""
+    cfg = copy.deepcopy(_composed(tuple(overrides), config_name))
+    parsed = OverridesParser.create().parse_override(override)
+    try:
+        OmegaConf.update(cfg, parsed.key_or_group, parsed.value(), merge=True)
+        validate_config(cfg)
+    except Exception as exc:  # noqa: BLE001 - what the command line would print
+        return schema_message(exc) or user_message(exc) or repr(exc)
+    return None
+
+
 def test_every_schema_field_is_walked():
     walked = {(g, n, k) for g, n, k, _ in CASES}
     for (group, name), cls in SCHEMAS.items():
@@ -86,9 +110,23 @@ def test_every_schema_field_is_walked():
 @pytest.mark.parametrize(("group", "name", "key", "bad"), CASES, ids=[f"{g}.{n}.{k}={b}" for g, n, k, b in CASES])
 def test_a_wrong_typed_or_out_of_range_value_is_one_line_naming_the_key(group, name, key, bad):
     overrides, prefix = WHERE[(group, name)]
-    message = _message([*overrides, f"{prefix}{key}={bad}"], COMMAND.get((group, name), "train"))
+    message = _message_on(overrides, f"{prefix}{key}={bad}", COMMAND.get((group, name), "train"))
     assert message is not None, f"{prefix}{key}={bad} was accepted"
     assert "\n" not in message and f"{prefix}{key}" in message, message
+
+
+# one wrong-typed and one out-of-range value per config group, through a whole composition as the command
+# line composes it (the walk above sets values on a config composed once)
+SAMPLE = sorted({(g, n, k, b) for g, n, k, b in CASES if (g, n) in {("data", "image_folder"), ("model", "model"),
+                 ("strategy", "lora"), ("optimizer", "sgd"), ("scheduler", "warmup"), ("callbacks", "freeze"),
+                 ("run", "train"), ("run", "eval")}})
+
+
+@pytest.mark.parametrize(("group", "name", "key", "bad"), SAMPLE, ids=[f"{g}.{n}.{k}={b}" for g, n, k, b in SAMPLE])
+def test_the_command_lines_composition_refuses_them_too(group, name, key, bad):
+    overrides, prefix = WHERE[(group, name)]
+    message = _message([*overrides, f"{prefix}{key}={bad}"], COMMAND.get((group, name), "train"))
+    assert message is not None and "\n" not in message and f"{prefix}{key}" in message, message
 
 
 def _extended(path: Path) -> list[tuple[str, str, str]]:
@@ -177,5 +215,7 @@ def test_the_configuration_reference_is_generated_from_the_schemas():
     assert (Path(CONF_DIR).parent / "docs" / "configuration.md").read_text() == text + "\n", \
         "docs/configuration.md is stale: python -m cifar_ft.check --reference docs/configuration.md"
     for (group, name), cls in SCHEMAS.items():
-        for f in knobs(cls):
-            assert re.search(rf"^\| `[\w.]*\b{f.name}` \| ", text, re.M), f"{group}/{name}: {f.name} is not listed"
+        for f in knobs(cls):  # each field with its type, default and help
+            row = re.search(rf"^\| `[\w.]*\b{f.name}` \| `(.+?)` \| .* \| `(.*?)` \| (.*) \|$", text, re.M)
+            assert row, f"{group}/{name}: {f.name} is not listed with a type, default and help"
+            assert row.group(1) and row.group(2) and row.group(3).strip(), f"{group}/{name}: {f.name}"

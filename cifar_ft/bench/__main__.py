@@ -1,4 +1,5 @@
-"""python -m cifar_ft.bench {transfer,speed,recipe,strategy,budget,gpu,imports} [options]; see --help of each."""
+"""python -m cifar_ft.bench <name> [options], a name of COMMANDS; see --help of each. Every bench appends its rows
+to results/<name>.jsonl (`python -m cifar_ft.results` regenerates the results tables from them)."""
 from __future__ import annotations
 
 import importlib
@@ -7,7 +8,7 @@ import sys
 # benchmark name -> module with main(argv)
 COMMANDS = {"transfer": "cifar_ft.bench.transfer", "speed": "cifar_ft.bench.speed", "recipe": "cifar_ft.bench.recipe",
             "strategy": "cifar_ft.bench.strategy", "budget": "cifar_ft.bench.budget",
-            "gpu": "cifar_ft.bench.gpu", "imports": "cifar_ft.bench.imports"}
+            "gpu": "cifar_ft.bench.gpu", "imports": "cifar_ft.bench.imports", "presets": "cifar_ft.bench.presets"}
 
 
 def main(argv: list[str]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cifar_ft.bench.common import print_table, save_json
+from cifar_ft.bench.common import add_results_arg, print_table, record, save_json
 from cifar_ft.bench.ddp_probe import synthetic_loader
 from cifar_ft.bench.overhead import CASES
 from cifar_ft.bench.speed_common import plain_loop_logged, prepared_model
@@ -40,7 +40,9 @@ def budget_rows(rate: float) -> list[dict]:
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(prog="python -m cifar_ft.bench budget", description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="outputs/bench/budget")
+    add_results_arg(ap)
     args = ap.parse_args(argv)
     rows = budget_rows(machine_rate(Path(args.out)))
     print_table(rows, ["row", "value", "unit"], f"Time budgets on this machine (reference: {REFERENCE_RATE} img/s)")
     save_json(rows, Path(args.out) / "results.json")
+    record("budget", rows, argv, args.results)

@@ -47,3 +47,17 @@ def save_json(rows: list[dict], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(rows, indent=2) + "\n")
     print(f"wrote {path}")
+
+
+RESULTS = Path(__file__).resolve().parents[2] / "results"
+
+
+def add_results_arg(ap) -> None:
+    ap.add_argument("--results", default=str(RESULTS), help="where the rows are appended (results/<bench>.jsonl)")
+
+
+def record(bench: str, rows: list[dict], argv: list[str], results_dir: str) -> None:
+    """The bench's rows, with their provenance, appended to `results_dir/<bench>.jsonl` (results as data)."""
+    from cifar_ft.reports.results_data import append_rows, bench_command
+
+    append_rows(Path(results_dir), bench, rows, bench_command(bench, argv))

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from cifar_ft.bench.common import DATA_HELP, data_root, print_table, save_json
+from cifar_ft.bench.common import DATA_HELP, add_results_arg, data_root, print_table, record, save_json
 from cifar_ft.reports.artifacts import git_commit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -154,6 +154,7 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--out", default="outputs/bench/gpu")
     ap.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, of: {', '.join(ROWS)}")
     ap.add_argument("--dry-run", action="store_true", help="every row for a few steps on the CPU")
+    add_results_arg(ap)
     args = ap.parse_args(argv)
     chosen = args.rows.split(",")
     if unknown := [r for r in chosen if r not in ROWS]:
@@ -170,5 +171,7 @@ def main(argv: list[str]) -> None:
     head = header(args.dry_run)
     print_table(rows, COLUMNS, f"bench gpu: {head['device']}, {head['date']}, commit {head['commit']}")
     save_json([{**head, **r} for r in rows], out / "results.json")
+    if not args.dry_run:  # a few CPU steps per row: no figure to keep
+        record("gpu", [{**head, **r} for r in rows], argv, args.results)
     (out / "gpu.md").write_text(markdown(head, rows))
     print(markdown(head, rows))

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from cifar_ft.bench.common import print_table, save_json
+from cifar_ft.bench.common import add_results_arg, print_table, record, save_json
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = {
@@ -37,6 +37,7 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--against", help="another checkout to compare with (a worktree of an earlier commit)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--out", default="outputs/bench/imports")
+    add_results_arg(ap)
     args = ap.parse_args(argv)
     trees = {"this": ROOT, **({"against": Path(args.against).resolve()} if args.against else {})}
     times: dict[tuple[str, str], list[float]] = {}
@@ -60,3 +61,4 @@ def main(argv: list[str]) -> None:
                *(["against / this"] if "against" in trees else [])]
     print_table(rows, columns, f"Seconds before anything runs ({args.rounds} rounds, alternated)")
     save_json(rows, Path(args.out) / "results.json")
+    record("imports", rows, argv, args.results)

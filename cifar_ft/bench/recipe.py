@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from cifar_ft.bench.common import DATA_HELP, data_root, print_table, save_json
+from cifar_ft.bench.common import DATA_HELP, add_results_arg, data_root, print_table, record, save_json
 from cifar_ft.strategies.precision import cpu_bf16_units
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -125,6 +125,7 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--data", help=DATA_HELP)
     ap.add_argument("--out", default="outputs/bench/recipe")
     ap.add_argument("--only", nargs="*", help="knobs to run (default: all)")
+    add_results_arg(ap)
     args = ap.parse_args(argv)
     root, out = data_root(args.data), Path(args.out)
     rows, base = [], None
@@ -146,6 +147,7 @@ def main(argv: list[str]) -> None:
     columns = ["knob", "setting", "val_acc", "delta_val", "test_acc", "delta_test", "wall_s"]
     print_table(rows, columns, "Fine-tuning knobs, EfficientNet-Lite0, real CIFAR-10 JPEGs (one change each)")
     save_json(rows, out / "results.json")
+    record("recipe", rows, argv, args.results)
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_cell(r.get(c)) for c in columns) + " |" for r in rows]
     (out / "recipe.md").write_text("\n".join(lines) + "\n")

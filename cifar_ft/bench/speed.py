@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cifar_ft.bench.budget import budget_rows
-from cifar_ft.bench.common import DATA_HELP, data_root, print_table, save_json
+from cifar_ft.bench.common import DATA_HELP, add_results_arg, data_root, print_table, record, save_json
 from cifar_ft.bench.overhead import collective_rows, overhead_rows
 from cifar_ft.bench.speed_common import plain_loop, prepared_model
 from cifar_ft.data.image_folder import ImageFolderDataModule
@@ -170,6 +170,7 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--rows", default="123456", help="which rows to run, e.g. 12")
     ap.add_argument("--frozen-images", type=int, default=4000)
     ap.add_argument("--steps", type=int, default=20)
+    add_results_arg(ap)
     args = ap.parse_args(argv)
     out, root = Path(args.out), data_root(args.data)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -198,3 +199,4 @@ def main(argv: list[str]) -> None:
                 f"cifar_ft speed on {torch.cuda.get_device_name() if device.type == 'cuda' else 'CPU'} "
                 f"({torch.get_num_threads()} threads)")
     save_json(rows, out / "results.json")
+    record("speed", rows, argv, args.results)

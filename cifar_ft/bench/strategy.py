@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from cifar_ft.bench.common import DATA_HELP, data_root, print_table, save_json
+from cifar_ft.bench.common import DATA_HELP, add_results_arg, data_root, print_table, record, save_json
 
 ROOT = Path(__file__).resolve().parents[2]
 VAL = 1000
@@ -98,12 +98,12 @@ def vit_row(strategy: str, batch: int, steps: int, backbone: str = "vit_base_pat
     register_resolvers()
     with initialize_config_dir(str(CONF_DIR), version_base=None):
         cfg = compose("train", [f"strategy={strategy}"])
-    from cifar_ft.models.classifier import ImageClassifier
+    from cifar_ft.models.factory import build_classifier
     from cifar_ft.runs.build import strategy_and_schedule
 
     gpu = torch.cuda.is_available()
     device = torch.device("cuda" if gpu else "cpu")
-    model = ImageClassifier(backbone, num_classes=10, pretrained=False, input_size=size,
+    model = build_classifier(backbone=backbone, num_classes=10, pretrained=False, input_size=size,
                             strategy=instantiate(strategy_and_schedule(cfg.strategy)[0])).to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=1e-4)
@@ -187,6 +187,7 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--vit-row", help=argparse.SUPPRESS)
     ap.add_argument("--vit-backbone", default="vit_base_patch16_224", help=argparse.SUPPRESS)
     ap.add_argument("--vit-size", type=int, default=224, help=argparse.SUPPRESS)
+    add_results_arg(ap)
     args = ap.parse_args(argv)
     if args.vit_row:
         print(json.dumps(vit_row(args.vit_row, args.batch, args.steps, args.vit_backbone, args.vit_size)))
@@ -204,6 +205,7 @@ def main(argv: list[str]) -> None:
         results["vit"] = vit_table(batch, args.steps)
         print_table(results["vit"], VIT_COLUMNS, "Cost per strategy, ViT-B/16 at 224 px")
     save_json([dict(r, table=t) for t, rows in results.items() for r in rows], out / "results.json")
+    record("strategy", [dict(r, table=t) for t, rows in results.items() for r in rows], argv, args.results)
     md = "".join(markdown(results[t], cols) + "\n" for t, cols in (("lite", LITE_COLUMNS), ("vit", VIT_COLUMNS))
                  if t in results)
     (out / "strategy.md").write_text(md)

@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from cifar_ft.backbones import create_backbone
-from cifar_ft.bench.common import DATA_HELP, data_root, print_table, save_json
+from cifar_ft.bench.common import DATA_HELP, add_results_arg, data_root, print_table, record, save_json
 from cifar_ft.data.folder_source import FolderSource
 from cifar_ft.runs.compose import compose_config
 from cifar_ft.train import train
@@ -108,6 +108,7 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--out", default="outputs/bench/transfer")
     ap.add_argument("--workers", type=int, default=torch.get_num_threads())
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for (a) and (b)")
+    add_results_arg(ap)
     args = ap.parse_args(argv)
     root, out = data_root(args.data), Path(args.out)
     a = run_ours(root, out / "a_pretrained", args.overrides)
@@ -126,3 +127,4 @@ def main(argv: list[str]) -> None:
     print(f"pretrained - scratch: {100 * (a['test_acc'] - b['test_acc']):+.1f} points; "
           f"pretrained - tutorial: {100 * (a['test_acc'] - c['test_acc']):+.1f} points")
     save_json(rows, out / "results.json")
+    record("transfer", rows, argv, args.results)

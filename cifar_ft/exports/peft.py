@@ -32,7 +32,7 @@ def export_adapter(model: ImageClassifier, out: Path, info: ExportInfo) -> list[
     slot = net.pretrained_cfg["classifier"]  # two for a distilled DeiT, both holding our head
     slots = [slot] if isinstance(slot, str) else list(slot)
     peft_model = get_peft_model(net, strategy.peft_config(modules_to_save=slots))
-    peft_model.peft_config["default"].base_model_name_or_path = str(model.hparams.backbone)
+    peft_model.peft_config["default"].base_model_name_or_path = str(model.options.backbone.name)
     ours = {n: p.detach() for n, p in model.backbone.named_parameters() if ".lora_" in n}
     theirs = dict(peft_model.base_model.model.named_parameters())
     missing = sorted(set(ours) - set(theirs))

@@ -44,16 +44,16 @@ def to_timm(model: ImageClassifier, backbone: nn.Module | None = None) -> nn.Mod
     """The timm model (classifier included, eval mode) with exactly our head (the model's temperature
     folded in: logits z / T) and the strategy's merged backbone weights (or those of `backbone`, a
     plain module of the same architecture)."""
-    hp = model.hparams
+    name = model.options.backbone.name
     backbone = model.strategy.merged(model.backbone) if backbone is None else backbone
-    net = timm.create_model(hp.backbone, pretrained=False, num_classes=hp.num_classes,
-                            **architecture_args(hp.backbone, hp.input_size))
+    net = timm.create_model(name, pretrained=False, num_classes=int(model.hparams.num_classes),
+                            **architecture_args(name, model.options.inputs.size))
     slot = net.pretrained_cfg.get("classifier")
     # a distilled DeiT has two heads (class and distillation token) whose eval outputs are averaged: our one
     # head on the averaged tokens equals that head in both slots (a linear map of the mean is the mean of maps)
     slots = [slot] if isinstance(slot, str) else list(slot) if isinstance(slot, (list, tuple)) else []
     if not slots or not all(isinstance(s, str) for s in slots):
-        raise ConfigError(f"model.backbone={hp.backbone!r} has classifier slots {slot!r}; export cannot place a head")
+        raise ConfigError(f"model.backbone={name!r} has classifier slots {slot!r}; export cannot place a head")
     state = dict(backbone.state_dict())
     weight, bias = fold_into_head(model.head.weight, model.head.bias, float(model.temperature))
     for name in slots:

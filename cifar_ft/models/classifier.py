@@ -13,6 +13,7 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from cifar_ft.backbones import check_test_size, create_backbone, feature_width, layer_groups, prefers_channels_last
 from cifar_ft.errors import ConfigError, check_choice
+from cifar_ft.models import options as opt
 from cifar_ft.models.calibration import TTA, apply_temperature
 from cifar_ft.models.groups import backbone_groups
 from cifar_ft.models.heads import new_head
@@ -36,51 +37,46 @@ log = logging.getLogger(__name__)
 class ImageClassifier(L.LightningModule):
     """`backbone` (features) -> dropout -> `head` (nn.Linear(num_features, num_classes)).
 
-    `input_size`, `mean`, `std` and `batch_size` describe how the backbone wants its input; they are
-    stored with the checkpoint so evaluation rebuilds the same transforms. `trust_weights`: allow a
-    `pretrained` weights file that needs code to load (never the default). `optimizer` is a factory
-    called on param groups (a partial of torch.optim.X holding lr, weight decay, ...); each group
-    carries its `lr_scale`. `strategy` (cifar_ft.strategies) shapes the backbone (adapters, prompts)
-    and names what of it trains; its `spec()` is saved as the `strategy` hyperparameter, so checkpoints
-    rebuild it. `small_checkpoints`: with a strategy that never changes the pretrained weights,
-    checkpoints hold only what trains plus the base weights' hash. Implements the `FinetunableModule`
-    contract (cifar_ft.contracts).
+    Options come in groups (`models/options.py`: backbone, inputs, head, training, compiler), each that
+    group's dataclass or its plain dict as checkpoints store it; `models.factory.build_classifier` makes
+    them from the model node's keys. `trust_weights`: allow a `pretrained` file that needs code to load.
+    `optimizer` is a factory called on param groups (each carries its `lr_scale`). `strategy` shapes the
+    backbone and names what of it trains; its `spec()` is saved as the `strategy` hyperparameter, so
+    checkpoints rebuild it. Implements the `FinetunableModule` contract (cifar_ft.contracts).
     """
 
-    def __init__(self, backbone: str, num_classes: int, pretrained: bool | str = True,
-                 source: str = "timm", input_size: int = 224,
-                 mean: tuple[float, ...] = (0.485, 0.456, 0.406),
-                 std: tuple[float, ...] = (0.229, 0.224, 0.225), batch_size: int = 128,
-                 head_dropout: float = 0.0, head_init: str = "trunc_normal", drop_path_rate: float = 0.0,
-                 backbone_lr_mult: float = 0.1, layer_decay: float | None = None, label_smoothing: float = 0.1,
+    def __init__(self, backbone: opt.BackboneOptions | dict, num_classes: int,
+                 inputs: opt.InputOptions | dict | None = None, head: opt.HeadOptions | dict | None = None,
+                 training: opt.TrainingOptions | dict | None = None, compiler: opt.CompileOptions | dict | None = None,
                  class_names: list[str] | None = None, optimizer: Callable | None = None,
-                 scheduler: Callable | None = None, compile: bool = False, compile_mode: str = "default",
-                 compile_backend: str = "inductor", channels_last: bool = True, tta: str = "none",
-                 trust_weights: bool = False, strategy: FinetuningStrategy | dict | None = None,
-                 small_checkpoints: bool = True, test_input_size: int | None = None,
-                 backprop_fraction: float = 1.0) -> None:
+                 scheduler: Callable | None = None, strategy: FinetuningStrategy | dict | None = None,
+                 tta: str = "none", trust_weights: bool = False) -> None:
         super().__init__()
         if num_classes < 2:
             raise ConfigError(f"num_classes={num_classes}: need at least 2 classes")
         if class_names is not None and len(class_names) != num_classes:
             raise ConfigError(f"{len(class_names)} class names for num_classes={num_classes}")
-        # plain lists (not the config's ListConfig): checkpoints then load with weights_only=True
-        mean, std = [float(v) for v in mean], [float(v) for v in std]
+        given = {"backbone": backbone, "inputs": inputs, "head": head, "training": training, "compiler": compiler}
+        opts = {name: opt.as_group(name, {} if value is None else value) for name, value in given.items()}
+        self.options = opt.ModelGroups(**opts)
         class_names = [str(c) for c in class_names] if class_names is not None else None
-        self.save_hyperparameters(ignore=["optimizer", "scheduler", "trust_weights", "strategy"])
+        groups = {name: opt.plain_group(g) for name, g in opts.items()}  # plain: loads with weights_only=True
+        self.save_hyperparameters({**groups, "num_classes": num_classes, "class_names": class_names, "tta": tta})
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.strategy = build_strategy(strategy)
         self.hparams["strategy"] = self.strategy.spec()  # plain values: rebuilt on load
-        self.backbone = create_backbone(backbone, pretrained, source, input_size, drop_path_rate, trust_weights)
-        check_test_size(self.backbone, backbone, input_size, test_input_size)
+        net, inp = self.options.backbone, self.options.inputs
+        self.backbone = create_backbone(net.name, net.pretrained, net.source, inp.size, net.drop_path_rate,
+                                        trust_weights)
+        check_test_size(self.backbone, net.name, inp.size, inp.test_size)
         self.strategy.prepare(self.backbone)  # exactly once; checkpoints load into the prepared model
         self._trainable = self.strategy.trainable(self.backbone)
         eligible = set(self._trainable)
         for n, p in self.backbone.named_parameters():
             p.requires_grad_(n in eligible)  # never trains under this strategy, whatever the schedule does
         self._base_hash: str | None = None  # of the frozen base weights (small checkpoints), once
-        self.dropout = nn.Dropout(head_dropout)
-        self.head = new_head(feature_width(self.backbone), num_classes, head_init)
+        self.dropout = nn.Dropout(self.options.head.dropout)
+        self.head = new_head(feature_width(self.backbone), num_classes, self.options.head.init)
         self.class_names = list(class_names or [str(i) for i in range(num_classes)])
         self.train_metrics = StreamingClassification(num_classes, "train/")  # no host sync per step
         self.val_metrics = classification_metrics(num_classes, "val")
@@ -98,7 +94,7 @@ class ImageClassifier(L.LightningModule):
         self._step = self._logits_and_loss  # compiled in setup() when `compile`
         self._layer_ids: dict[str, int] | None = None  # backbone parameter -> layer group (layer decay)
         check_choice("model.tta", tta, TTA)
-        check_fraction(backprop_fraction)
+        check_fraction(self.options.training.backprop_fraction)
 
     # ---- forward / loss ------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -108,7 +104,7 @@ class ImageClassifier(L.LightningModule):
 
     @property
     def input_size(self) -> int:
-        return int(self.hparams.input_size)
+        return int(self.options.inputs.size)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Backbone features (B, F) of a normalised image batch."""
@@ -118,17 +114,17 @@ class ImageClassifier(L.LightningModule):
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
         return F.cross_entropy(logits.float(), target, reduction=reduction,  # soft targets (mixup) or labels
-                               label_smoothing=self.hparams.label_smoothing)
+                               label_smoothing=self.options.training.label_smoothing)
 
     def setup(self, stage: str) -> None:
-        if self.hparams.compile and stage == "fit":
+        if self.options.compiler.enabled and stage == "fit":
             # The whole training forward (backbone, head, loss) as one graph. Dynamo guards on each
             # parameter's requires_grad and each module's train/eval mode, so it recompiles exactly
             # when the freeze schedule changes the trainable set (and once for cached features).
             # Parameters stay in this module: checkpoints keep plain keys.
-            self._step = torch.compile(self._logits_and_loss, mode=self.hparams.compile_mode,
-                                       backend=self.hparams.compile_backend)
-        if self.hparams.channels_last and prefers_channels_last(self.backbone):
+            self._step = torch.compile(self._logits_and_loss, mode=self.options.compiler.mode,
+                                       backend=self.options.compiler.backend)
+        if self.options.backbone.channels_last and prefers_channels_last(self.backbone):
             self._channels_last = True
             self.backbone.to(memory_format=torch.channels_last)
 
@@ -143,8 +139,8 @@ class ImageClassifier(L.LightningModule):
     def slim_checkpoints(self) -> bool:
         """Small checkpoints: asked for, the strategy never changes the base weights, and those can be
         rebuilt (pretrained weights; a random init cannot be)."""
-        return bool(self.hparams.small_checkpoints and self.strategy.freezes_base
-                    and self.hparams.pretrained is not False)
+        return bool(self.options.training.small_checkpoints and self.strategy.freezes_base
+                    and self.options.backbone.pretrained is not False)
 
     def _frozen_keys(self) -> list[str]:
         eligible = set(self._trainable)
@@ -161,7 +157,7 @@ class ImageClassifier(L.LightningModule):
         for key in ("state_dict", "current_model_state"):  # the live weights too, under EMA
             if key in checkpoint:
                 checkpoint[key] = small.slim(checkpoint[key], frozen)
-        checkpoint[small.BASE_KEY] = small.base_record(frozen, self._base_hash, self.hparams.pretrained)
+        checkpoint[small.BASE_KEY] = small.base_record(frozen, self._base_hash, self.options.backbone.pretrained)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._rng_to_restore = checkpoint.get("rng_state")
@@ -189,8 +185,8 @@ class ImageClassifier(L.LightningModule):
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
         hard, scored = (y.argmax(-1) if y.ndim == 2 else y), None
-        if self.hparams.backprop_fraction < 1:  # selective backprop: train/loss of the part backpropagated
-            scored, x, y = select(self, self.loss, x, y, self.hparams.backprop_fraction)
+        if (fraction := self.options.training.backprop_fraction) < 1:  # selective backprop: train/loss of
+            scored, x, y = select(self, self.loss, x, y, fraction)      # the part backpropagated
         logits, loss = self._step(x, y)
         self.train_metrics.update(logits.detach() if scored is None else scored, hard)  # the whole batch
         # read back by the logger on logging steps only; the progress bar shows that value
@@ -271,10 +267,11 @@ class ImageClassifier(L.LightningModule):
     # ---- optimisation --------------------------------------------------------------------
     def backbone_param_groups(self, names: list[str], tag: str) -> list[dict]:
         """Param groups for the named backbone parameters, tagged `tag` (see `models.groups`)."""
-        if self._layer_ids is None and self.hparams.layer_decay:
+        training = self.options.training
+        if self._layer_ids is None and training.layer_decay:
             self._layer_ids = {n: i for i, group in enumerate(layer_groups(self.backbone)) for n in group}
-        return backbone_groups(self.backbone, names, tag, self.strategy, self.hparams.backbone_lr_mult,
-                               self.hparams.layer_decay, self._layer_ids)
+        return backbone_groups(self.backbone, names, tag, self.strategy, training.backbone_lr_mult,
+                               training.layer_decay, self._layer_ids)
 
     def add_backbone_groups(self, optimizer: torch.optim.Optimizer, names: list[str], tag: str,
                             step: int) -> None:
@@ -298,3 +295,4 @@ class ImageClassifier(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {
             "scheduler": scheduler, "interval": "epoch" if plateau else "step",
             "monitor": "val/acc" if plateau else None, "name": "lr"}}
+

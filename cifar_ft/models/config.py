@@ -37,7 +37,7 @@ def _pretrained(v: object) -> bool:
 class ModelOptions:
     """A pretrained backbone and a new head (`cifar_ft.models.classifier.ImageClassifier`)."""
 
-    _target_: str = "cifar_ft.models.classifier.ImageClassifier"
+    _target_: str = "cifar_ft.models.factory.build_classifier"
     _convert_: str = "all"   # plain lists, not ListConfig: checkpoints load with weights_only=True
     backbone: str = knob("???", "the backbone's name in its source (timm: any timm.list_models() name)")
     source: str = knob("timm", "where the backbone comes from", choices=_sources)

@@ -124,7 +124,7 @@ def write_mistakes(model, datamodule, rows: torch.Tensor | None, class_names: li
     model.train(was_training)
     titles = [f"{image_name(test, int(i))} true {class_names[int(t)]}\npred {class_names[int(p)]} ({c:.2f})"
               for i, t, p, c in zip(index, wrong[:, 1], wrong[:, 2], wrong[:, 3].tolist())]
-    fig = image_grid(overlay(x, model.hparams.mean, model.hparams.std, maps), titles,
+    fig = image_grid(overlay(x, model.options.inputs.mean, model.options.inputs.std, maps), titles,
                      f"The {len(wrong)} most confident mistakes of {len(rows)} test images (Grad-CAM of the "
                      "predicted class)")
     fig.savefig(path, dpi=100)
@@ -146,7 +146,8 @@ def write_explanations(model, images: torch.Tensor, transform, paths: list[Path]
     for start in range(0, len(images), batch_size):
         x = transform(images[start:start + batch_size].to(device)).float()
         classes = top[start:start + batch_size].tolist()
-        for k, img in enumerate(overlay(x, model.hparams.mean, model.hparams.std, activation_maps(model, x, classes))):
+        maps = activation_maps(model, x, classes)
+        for k, img in enumerate(overlay(x, model.options.inputs.mean, model.options.inputs.std, maps)):
             i = start + k
             info = PngImagePlugin.PngInfo()
             info.add_text("prediction", f"{class_names[classes[k]]} {float(probs[i, classes[k]]):.4f}")

@@ -21,6 +21,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from cifar_ft.backbones.weights import load_torch_file, refuse_unsafe
 from cifar_ft.errors import ConfigError
 from cifar_ft.models.classifier import ImageClassifier
+from cifar_ft.models.options import flat_hparams, grouped_hparams
 from cifar_ft.runs.stored import check_checkpoint
 from cifar_ft.strategies import STRATEGIES
 from cifar_ft.strategies.checkpoint import BASE_KEY
@@ -82,10 +83,14 @@ def load_classifier(path: str, trust: bool = False, ckpt: dict | None = None) ->
     if ckpt is None:
         ckpt = load_torch_file(path, "ckpt_path", trust)
         check_checkpoint(ckpt, f"ckpt_path={path!r}")
-    small = BASE_KEY in ckpt
-    overrides = {} if small else {"pretrained": False}
-    model = ImageClassifier.load_from_checkpoint(path, map_location="cpu", compile=False, weights_only=not trust,
-                                                 **overrides)
+    hparams = grouped_hparams(ckpt["hyper_parameters"])  # older checkpoints: flat keys
+    backbone = dict(hparams["backbone"])
+    if BASE_KEY not in ckpt:
+        backbone["pretrained"] = False
+    model = ImageClassifier(**{**hparams, "backbone": backbone,
+                               "compiler": {**hparams.get("compiler", {}), "enabled": False}})
+    model.on_load_checkpoint(ckpt)  # as Lightning's load_from_checkpoint: the hook, then the weights
+    model.load_state_dict(ckpt["state_dict"], strict=True)
     refuse_nonfinite(model.state_dict(), path)
     return model
 
@@ -176,7 +181,7 @@ def check_resumable(path: str, model: ImageClassifier, trust: bool = False) -> N
         raise ConfigError(f"ckpt_path={path!r} is not a cifar_ft training checkpoint (no Lightning loop state or "
                           "state dict); resume from a run's checkpoints/last.ckpt, or start weights from a file "
                           "with model.pretrained=...")
-    theirs, ours = ckpt.get("hyper_parameters") or {}, model.hparams
+    theirs, ours = flat_hparams(ckpt.get("hyper_parameters") or {}), flat_hparams(dict(model.hparams))
     for key in ("backbone", "num_classes"):
         if key in theirs and theirs[key] != ours.get(key):
             raise ConfigError(f"ckpt_path={path!r} was trained with {key}={theirs[key]!r} but this run builds "

@@ -44,9 +44,9 @@ def reference() -> str:
         prefix = PREFIX.get(group, f"callbacks.{name}.")
         lines += [f"## {group}: {name}", "", " ".join((cls.__doc__ or "").split()), "",
                   "Used by: " + ", ".join(f"`{u}`" for u in users(group, name)), "",
-                  "| key | valid | default | help |", "|---|---|---|---|"]
-        lines += [f"| `{prefix}{key}` | {_cell(valid)} | `{default}` | {_cell(help_)} |"
-                  for key, valid, default, help_ in reference_rows(cls)]
+                  "| key | type | valid | default | help |", "|---|---|---|---|---|"]
+        lines += [f"| `{prefix}{key}` | `{_cell(kind)}` | {_cell(valid)} | `{default}` | {_cell(help_)} |"
+                  for key, kind, valid, default, help_ in reference_rows(cls)]
         lines.append("")
     return "\n".join(lines)
 

@@ -6,8 +6,9 @@ then `check_checkpoint` refuses it, in one line and before anything is built or 
 - any mapping anywhere in it holds an instantiation directive (`_target_`, `_partial_`, Lightning's
   `_instantiator`, jsonargparse's `class_path`, ...: `plain.DIRECTIVES`), except the one
   legacy place where older checkpoints named their data module by its registered `_target_` path;
-- its model hyperparameters hold a field `ImageClassifier` does not take, or a value that is not plain
-  (the strategy is a registry name with that strategy's own plain options);
+- its model hyperparameters hold a field `ImageClassifier` does not take (an option group holding a
+  field that group lacks; older checkpoints: a flat model key), or a value that is not plain (the
+  strategy is a registry name with that strategy's own plain options);
 - its data provenance, small-checkpoint base record or preprocessing record is not what we write;
 - its `state_dict` holds anything but tensors.
 What is then used is looked up in registries (`STRATEGIES`, `SOURCES`, `data.registry.DATA_MODULES`),
@@ -16,6 +17,7 @@ never imported, instantiated or unpickled.
 from __future__ import annotations
 
 import numbers
+from dataclasses import fields
 from typing import Any
 
 import torch
@@ -23,6 +25,7 @@ import torch
 from cifar_ft.data.registry import TARGETS
 from cifar_ft.errors import ConfigError
 from cifar_ft.models.classifier import ImageClassifier
+from cifar_ft.models.options import FLAT, GROUPS, flat_hparams, is_flat
 from cifar_ft.plain import find_directive, keyword_arguments, plain
 from cifar_ft.runs.provenance import DATA_KEY, check_provenance
 from cifar_ft.strategies import STRATEGIES
@@ -32,6 +35,7 @@ PREPROCESSING_KEY = "preprocessing"
 
 
 HPARAMS = keyword_arguments(ImageClassifier) or set()
+LEGACY = set(FLAT)  # the flat model keys checkpoints held before the options were grouped
 
 
 def _crafted(where: str, what: str) -> ConfigError:
@@ -51,15 +55,19 @@ def check_hparams(hparams: Any, where: str) -> None:
     as a registered name with that strategy's own plain options."""
     if not isinstance(hparams, dict):
         raise _crafted(where, f"its hyperparameters are a {type(hparams).__name__}, not a mapping")
-    unknown = sorted(str(k) for k in hparams if k not in HPARAMS)
+    known = HPARAMS | LEGACY if is_flat(hparams) else HPARAMS
+    unknown = sorted(str(k) for k in hparams if k not in known)
     if unknown:
         raise _crafted(where, f"its hyperparameters hold {unknown[0]!r}, which is no model option")
     for key, value in hparams.items():
-        if key != "strategy" and not plain(value):
+        if key in GROUPS and not is_flat(hparams):
+            _check_group(key, value, where)
+        elif key != "strategy" and not plain(value):
             raise _crafted(where, f"its hyperparameter {key!r} is a {type(value).__name__}, not a plain value")
+    flat = flat_hparams(hparams)
     for key, kind in (("backbone", str), ("num_classes", int), ("input_size", int)):
-        if key in hparams and (type(hparams[key]) is not kind):
-            raise _crafted(where, f"its hyperparameter {key!r} is a {type(hparams[key]).__name__}, "
+        if key in flat and (type(flat[key]) is not kind):
+            raise _crafted(where, f"its hyperparameter {key!r} is a {type(flat[key]).__name__}, "
                            f"not a {kind.__name__}")
     spec = hparams.get("strategy")
     if spec is None:
@@ -72,6 +80,17 @@ def check_hparams(hparams: Any, where: str) -> None:
     for key, value in spec.items():
         if key not in options or not plain(value):
             raise _crafted(where, f"its strategy option {key!r} is not a plain option of strategy {name!r}")
+
+
+def _check_group(name: str, value: Any, where: str) -> None:
+    """An option group (`models/options.py`): a mapping of that group's own fields to plain values."""
+    options = {f.name for f in fields(GROUPS[name])}
+    if not isinstance(value, dict):
+        raise _crafted(where, f"its {name} options are a {type(value).__name__}, not a mapping")
+    if unknown := sorted(str(k) for k in value if k not in options):
+        raise _crafted(where, f"its {name} options hold {unknown[0]!r}, which is no {name} option")
+    if bad := [k for k, v in value.items() if not plain(v)]:
+        raise _crafted(where, f"its {name} option {bad[0]!r} is a {type(value[bad[0]]).__name__}, not a plain value")
 
 
 def check_base_record(record: Any, where: str) -> None:

@@ -32,6 +32,7 @@ def test_the_dry_run_measures_every_row_and_writes_the_readme_table(tmp_path):
     assert table.count("\n| ") == len(rows) + 1 and "commit" in table.splitlines()[0]
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 def test_bad_rows_and_a_missing_gpu_are_one_line(tmp_path):
     proc = bench("--rows", "data,vitt", "--dry-run", "--out", str(tmp_path))
     assert proc.returncode != 0 and proc.stderr.strip() == f"error: --rows vitt is not valid; valid: {', '.join(ROWS)}"

@@ -27,6 +27,7 @@ class ValWeights(L.Callback):
         ValWeights.seen[trainer.current_epoch] = pl_module.head.weight.detach().clone()
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 def test_ema_weights_are_what_validation_test_and_checkpoints_use(cfg_factory, tmp_path):
     ValWeights.seen = {}
     cfg = cfg_factory("trainer.max_epochs=2", *EMA,

@@ -1,6 +1,7 @@
 """Frozen-phase feature cache: same head as the uncached path, then normal fine-tuning."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from cifar_ft.train import train
@@ -16,6 +17,7 @@ def head_after(cfg_factory, name: str, *overrides: str) -> dict[str, torch.Tenso
     return state(f"{cfg.paths.output_dir}/checkpoints/last.ckpt")
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 def test_cached_and_uncached_frozen_phase_give_the_same_head(cfg_factory):
     cached = head_after(cfg_factory, "cached", "callbacks.freeze.feature_cache=true")
     assert set(Snapshot.datamodule.cached_splits()) == {"train", "val"}  # the cache was really used
@@ -31,12 +33,14 @@ def test_cached_and_uncached_frozen_phase_give_the_same_head(cfg_factory):
             assert torch.equal(cached[key], initial[key]), key
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 def test_cache_is_dropped_when_the_backbone_unfreezes(cfg_factory):
     train(cfg_factory("trainer.max_epochs=2", "strategy.frozen_epochs=1", SNAP))
     dm = Snapshot.datamodule
     assert dm.cached_splits() == [] and dm.augmenting()  # epoch 1 trained on augmented images
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 def test_a_limited_epoch_caches_only_the_splits_it_runs_whole(cfg_factory):
     """`trainer.limit_train_batches=2` runs 2 of 15 batches: caching all 480 images would cost more
     backbone passes than the run makes; validation still runs whole and is cached."""
@@ -48,6 +52,7 @@ def test_a_limited_epoch_caches_only_the_splits_it_runs_whole(cfg_factory):
     assert Snapshot.datamodule.cached_splits() == ["train"]
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 def test_the_cache_shows_its_progress_when_the_run_has_a_progress_bar(cfg_factory, monkeypatch):
     import cifar_ft.callbacks.feature_cache as feature_cache
 

@@ -30,6 +30,7 @@ def run(cfg_factory, *overrides, name="run"):
     return cfg, list(Recorder.records)
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 def test_gradual_unfreeze_exact_requires_grad_and_groups(cfg_factory):
     _, rec = run(cfg_factory, "trainer.max_epochs=4", "strategy.frozen_epochs=1",
                  "callbacks.freeze.unfreeze=gradual", "callbacks.freeze.groups_per_epoch=2")
@@ -50,12 +51,14 @@ def test_gradual_unfreeze_exact_requires_grad_and_groups(cfg_factory):
     assert joined["backbone.4"] < 0.5 * peak["backbone.4"]
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 def test_frozen_batchnorm_keeps_running_stats(cfg_factory):
     _, rec = run(cfg_factory, "trainer.max_epochs=2", "strategy.frozen_epochs=1")
     assert torch.equal(rec[0]["bn_mean"], rec[0]["bn_mean_end"])  # frozen epoch: statistics untouched
     assert not torch.equal(rec[1]["bn_mean"], rec[1]["bn_mean_end"])  # unfrozen: they update
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 def test_full_finetune_and_linear_probe(cfg_factory):
     _, rec = run(cfg_factory, "trainer.max_epochs=1", "strategy.frozen_epochs=0", name="ft")
     assert trainable_groups(rec[0]) == GROUPS
@@ -65,6 +68,7 @@ def test_full_finetune_and_linear_probe(cfg_factory):
     assert all(len(r["groups"]) == 2 for r in rec)
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 def test_freeze_epochs_beyond_max_epochs_is_rejected(cfg_factory):
     """One rule, in one place (runs/limits.py), before anything is built."""
     from cifar_ft.runs.limits import check_limits
@@ -79,6 +83,7 @@ def test_freeze_epochs_beyond_max_epochs_is_rejected(cfg_factory):
         check_limits(lambda key: values.get(key), object())
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 @pytest.mark.parametrize("unfreeze", ["gradual", "all"])
 def test_resume_in_either_phase_matches_uninterrupted_run(cfg_factory, unfreeze):
     common = ["trainer.max_epochs=3", "strategy.frozen_epochs=1", f"callbacks.freeze.unfreeze={unfreeze}",

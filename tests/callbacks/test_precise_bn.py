@@ -71,6 +71,7 @@ def _saved_and_recomputed(cfg, images: int) -> tuple[dict, dict]:
     return saved, {k: v for k, v in model.state_dict().items() if "running_mean" in k}
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 def test_a_run_validates_and_saves_the_recomputed_statistics(cfg_factory):
     cfg = cfg_factory("callbacks=[default,precise_bn]", "callbacks.precise_bn.images=96",
                       "strategy.frozen_epochs=0", "trainer.max_epochs=1")
@@ -81,6 +82,7 @@ def test_a_run_validates_and_saves_the_recomputed_statistics(cfg_factory):
         assert torch.allclose(saved[k], recomputed[k], atol=1e-4), k
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 def test_a_layer_kept_frozen_keeps_its_statistics(cfg_factory):
     cfg = cfg_factory("callbacks=[default,precise_bn]", "callbacks.precise_bn.images=96",
                       "strategy=partial", "strategy.frozen_groups=1",

@@ -89,6 +89,7 @@ def _accuracy(model, dm, snapshot: _Snapshot) -> float:
     return float(((feats @ snapshot.head.T + snapshot.bias).argmax(1) == labels).float().mean())
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 def test_the_first_step_starts_from_a_head_that_classifies_and_batchnorm_is_untouched(cfg_factory):
     cfg = cfg_factory("strategy.frozen_epochs=0")
     dm, model, before, after = _fit_one_step(cfg, ProbeHead(240, seed=3))
@@ -102,6 +103,7 @@ def test_the_first_step_starts_from_a_head_that_classifies_and_batchnorm_is_unto
     assert _accuracy(model, dm, after) > 0.4 > _accuracy(model, dm, before) + 0.15
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 def test_without_the_probe_the_run_starts_from_the_random_head(cfg_factory):
     cfg = cfg_factory("strategy.frozen_epochs=0")
     *_, before, after = _fit_one_step(cfg, None)
@@ -131,6 +133,7 @@ def test_the_probe_runs_after_the_freeze_schedule_has_set_the_modes(cfg_factory)
     assert names.index("freeze") < names.index("probe_head")
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 def test_more_probe_images_than_training_images_is_refused_before_any_is_extracted(cfg_factory):
     """The contract hands over all images when fewer exist; a probe of 100,000 on 400 training images
     is refused, naming the key and the largest valid value, not run on fewer than it says."""

@@ -25,6 +25,7 @@ def test_a_pass_outside_training_reports_its_progress(caplog):
     assert lines[0].startswith("caching: 1/4 (25%), elapsed 0:00:00, left ") and lines[-1].startswith("caching: 4/4")
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 @pytest.mark.parametrize("frozen", [0, 1])
 def test_a_run_logged_to_a_file_says_where_it_is(cfg_factory, monkeypatch, caplog, frozen):
     """The run as a cluster job runs it (stdout a file): lines during training, after each validation and

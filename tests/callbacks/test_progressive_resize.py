@@ -21,6 +21,7 @@ def test_the_size_depends_on_the_global_step_only(resume_step):
     assert cb.size_at(resume_step, 60, 64) == ProgressiveResize(32, 0.0, 0.8, 8).size_at(resume_step, 60, 64)
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 def test_a_run_trains_small_then_at_full_size_and_validates_and_tests_at_full_size(cfg_factory, monkeypatch):
     seen: list[tuple[bool, int]] = []
     forward = ImageClassifier.forward

@@ -34,6 +34,7 @@ def _stopped_within(proc, seconds: float) -> None:
     assert _time.time() - sent < seconds + 15  # the process had ended by the time we looked (+ its exit)
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 def test_sigterm_during_the_feature_cache_stops_at_once_with_nothing_to_save(tmp_path):
     import subprocess
     import sys

@@ -51,6 +51,7 @@ def calibrated_run(tmp_path_factory) -> Path:
     return run
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 def test_a_calibrated_run_fits_on_validation_and_tests_with_it(calibrated_run):
     metrics = json.loads((calibrated_run / "metrics.json").read_text())
     t = metrics["temperature"]
@@ -75,6 +76,7 @@ def test_a_calibrated_run_fits_on_validation_and_tests_with_it(calibrated_run):
     assert metrics["test/nll_uncalibrated"] == pytest.approx(raw, abs=1e-4)
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 def test_eval_applies_the_stored_temperature_and_calibrate_none_switches_it_off(calibrated_run, tmp_path):
     metrics = json.loads((calibrated_run / "metrics.json").read_text())
     ckpt = metrics["best_ckpt"]
@@ -120,6 +122,7 @@ def test_predict_and_exports_give_the_calibrated_probabilities(calibrated_run, t
         assert (raw - model(x)).abs().max() <= 1e-4  # the plain logits: no temperature folded in
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 def test_predict_prints_the_calibrated_probabilities_and_none_the_plain_ones(calibrated_run, tmp_path):
     from PIL import Image
 
@@ -145,6 +148,7 @@ def test_predict_prints_the_calibrated_probabilities_and_none_the_plain_ones(cal
         assert (got - (logits.double() / temperature).softmax(-1)).abs().max() <= 1e-5, calibrate
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 def test_a_checkpoint_from_before_temperature_scaling_loads_uncalibrated(calibrated_run, tmp_path):
     metrics = json.loads((calibrated_run / "metrics.json").read_text())
     ckpt = torch.load(metrics["best_ckpt"], weights_only=True)

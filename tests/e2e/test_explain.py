@@ -7,7 +7,7 @@ from PIL import Image
 
 from cifar_ft.data.synthetic import synthetic_images
 from cifar_ft.eval import evaluate
-from cifar_ft.models.classifier import ImageClassifier
+from cifar_ft.models.factory import build_classifier
 from cifar_ft.predict import predict
 from cifar_ft.reports.explain import activation_maps, cam_layer
 from tests.conftest import make_cfg
@@ -39,14 +39,14 @@ def test_predict_explain_writes_one_overlay_per_image(smoke_run, tmp_path):
 
 def test_the_explained_layer_is_the_last_feature_map_or_the_last_vit_block():
     torch.manual_seed(0)  # random models: with some draws a class's Grad-CAM map is all zero (ReLU)
-    cnn = ImageClassifier("test_resnet", 4, pretrained=False, input_size=32).eval()
+    cnn = build_classifier(backbone="test_resnet", num_classes=4, pretrained=False, input_size=32).eval()
     layer, reshape = cam_layer(cnn, 32)
     assert reshape is None and layer in set(cnn.backbone.modules())
-    vit = ImageClassifier("vit_tiny_patch16_224", 4, pretrained=False, input_size=64).eval()
+    vit = build_classifier(backbone="vit_tiny_patch16_224", num_classes=4, pretrained=False, input_size=64).eval()
     layer, reshape = cam_layer(vit, 64)
     assert layer is vit.backbone.blocks[-1].norm1
     assert reshape(torch.zeros(2, 1 + 16, 192)).shape == (2, 192, 4, 4)  # class token dropped, 4 x 4 grid
-    vpt = ImageClassifier("vit_tiny_patch16_224", 4, pretrained=False, input_size=64,
+    vpt = build_classifier(backbone="vit_tiny_patch16_224", num_classes=4, pretrained=False, input_size=64,
                           strategy={"name": "vpt", "tokens": 5}).eval()
     layer, reshape = cam_layer(vpt, 64)  # class token, then 5 prompts, then the 4 x 4 patches
     assert layer is list(vpt.backbone.blocks.children())[-1].norm1

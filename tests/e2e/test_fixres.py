@@ -23,7 +23,7 @@ def test_a_test_resolution_reaches_validation_test_and_eval_and_eval_can_change_
     train(cfg)
     assert {s for t, s in seen if t} == {32} and {s for t, s in seen if not t} == {48}
     metrics = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
-    assert torch.load(metrics["best_ckpt"], weights_only=True)["hyper_parameters"]["test_input_size"] == 48
+    assert torch.load(metrics["best_ckpt"], weights_only=True)["hyper_parameters"]["inputs"]["test_size"] == 48
     seen.clear()
     own = evaluate(make_cfg([f"ckpt_path={metrics['best_ckpt']}", "trainer.enable_progress_bar=false"],
                             tmp_path / "e1", "eval"))

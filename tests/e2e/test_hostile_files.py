@@ -80,7 +80,10 @@ def trap(tmp_path, monkeypatch) -> Trap:
 def checkpoint_fields(ckpt: dict) -> list[str]:
     """Every field a payload can take the place of: each hyperparameter, data option and record field,
     each top-level entry, one tensor of the state dict, and a new directive at each level."""
-    fields = [f"hyper_parameters.{k}" for k in ckpt["hyper_parameters"]]
+    hparams = ckpt["hyper_parameters"]
+    fields = [f"hyper_parameters.{k}" for k in hparams]
+    fields += [f"hyper_parameters.{k}.{f}" for k, v in hparams.items() if k != "strategy" and isinstance(v, dict)
+               for f in v]  # each field of each option group
     fields += [f"data_provenance.config.{k}" for k in ckpt["data_provenance"]["config"]]
     fields += [f"data_provenance.{k}" for k in ckpt["data_provenance"]]
     fields += [f"preprocessing.{k}" for k in ckpt["preprocessing"]]

@@ -11,13 +11,15 @@ from hydra import compose, initialize_config_dir
 
 from cifar_ft.errors import ConfigError
 from cifar_ft.models.classifier import ImageClassifier
+from cifar_ft.models.factory import build_classifier
 from tests.conftest import CONF_DIR
 
 ADAMW = functools.partial(torch.optim.AdamW, lr=1e-3, weight_decay=0.05)
 
 
 def tiny(num_classes=10, **kw) -> ImageClassifier:
-    return ImageClassifier("test_resnet", num_classes, pretrained=False, input_size=32, optimizer=ADAMW, **kw)
+    return build_classifier(backbone="test_resnet", num_classes=num_classes, pretrained=False, input_size=32,
+                            optimizer=ADAMW, **kw)
 
 
 @pytest.mark.parametrize("num_classes", [2, 10, 100])
@@ -94,5 +96,5 @@ def test_compiled_training_step_recompiles_only_when_the_trainable_set_changes(t
                     "model.compile_backend=aot_eager"], tmp_path))
     assert counters["stats"]["unique_graphs"] == 4
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
-    plain = ImageClassifier("test_resnet", 10, pretrained=False, input_size=32)
+    plain = build_classifier(backbone="test_resnet", num_classes=10, pretrained=False, input_size=32)
     plain.load_state_dict(ckpt["state_dict"], strict=True)

@@ -12,7 +12,7 @@ import torch
 
 from cifar_ft.backbones import feature_width
 from cifar_ft.exports.timm_form import ExportInfo, to_timm, write_timm
-from cifar_ft.models.classifier import ImageClassifier
+from cifar_ft.models.factory import build_classifier
 
 SLOW = pytest.mark.slow  # the heavier families: the slow tier (a few seconds each on 2 cores)
 FAMILIES = [  # (timm name, input size): CNNs with a conv head, plain CNNs, ViTs with and without a class
@@ -27,7 +27,7 @@ FAMILIES = [  # (timm name, input size): CNNs with a conv head, plain CNNs, ViTs
 @pytest.mark.parametrize("name,size", FAMILIES)
 def test_each_family_trains_tests_and_exports(name, size, tmp_path):
     torch.manual_seed(0)
-    model = ImageClassifier(name, 3, pretrained=False, input_size=size, channels_last=False,
+    model = build_classifier(backbone=name, num_classes=3, pretrained=False, input_size=size, channels_last=False,
                             optimizer=functools.partial(torch.optim.AdamW, lr=1e-3))
     x, y = torch.randn(4, 3, size, size), torch.tensor([0, 1, 2, 0])
     with torch.no_grad():

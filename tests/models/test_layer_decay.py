@@ -21,6 +21,7 @@ def peaks(record: dict) -> dict[str, float]:
     return {name: peak for name, _, peak, _ in record["groups"]}
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 def test_gradual_groups_join_at_their_decayed_lr_and_resume_keeps_them(cfg_factory):
     Recorder.records = []
     full = cfg_factory(*COMMON, "callbacks.freeze.unfreeze=gradual", "callbacks.freeze.groups_per_epoch=2", name="full")
@@ -43,6 +44,7 @@ def test_gradual_groups_join_at_their_decayed_lr_and_resume_keeps_them(cfg_facto
     assert all((want[k] == got[k]).all() for k in want)
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 def test_unfreezing_all_at_once_splits_the_backbone_by_layer(cfg_factory):
     Recorder.records = []
     train(cfg_factory(*COMMON))

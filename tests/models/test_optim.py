@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cifar_ft.models.classifier import ImageClassifier
+from cifar_ft.models.factory import build_classifier
 from cifar_ft.models.optim import PlateauSchedule, WarmupSchedule
 from tests.models.test_classifier import ADAMW, tiny
 
@@ -24,7 +24,7 @@ def test_param_groups_lrs_and_no_weight_decay():
 
 
 def test_vit_tokens_get_no_weight_decay():
-    model = ImageClassifier("vit_tiny_patch16_224", 10, pretrained=False, optimizer=ADAMW)
+    model = build_classifier(backbone="vit_tiny_patch16_224", num_classes=10, pretrained=False, optimizer=ADAMW)
     opt = model.configure_optimizers()
     decay_ids = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
     assert id(model.backbone.pos_embed) not in decay_ids and id(model.backbone.cls_token) not in decay_ids

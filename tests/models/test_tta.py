@@ -6,15 +6,17 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from cifar_ft.data.synthetic import SyntheticDataModule
-from cifar_ft.models.classifier import ImageClassifier
+from cifar_ft.models.factory import build_classifier
+from cifar_ft.runs.checkpoints import load_classifier
 from cifar_ft.train import train
 
 
 def test_flip_is_the_mean_of_the_two_passes():
-    model = ImageClassifier("test_resnet", 10, pretrained=False, input_size=32).eval()
+    model = build_classifier(backbone="test_resnet", num_classes=10, pretrained=False, input_size=32).eval()
     x = torch.randn(6, 3, 32, 32)
     with torch.no_grad():
         want = (model(x).softmax(-1) + model(x.flip(-1)).softmax(-1)) / 2
@@ -23,6 +25,7 @@ def test_flip_is_the_mean_of_the_two_passes():
         assert not torch.allclose(want, model(x).softmax(-1), atol=1e-4)
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 def test_a_run_tests_with_flip_and_records_it(cfg_factory):
     cfg = cfg_factory("trainer.max_epochs=1", "strategy.frozen_epochs=0", "tta=flip")
     train(cfg)
@@ -31,7 +34,7 @@ def test_a_run_tests_with_flip_and_records_it(cfg_factory):
     assert metrics["tta"] == "flip"
     ckpt = torch.load(metrics["best_ckpt"], weights_only=True)
     assert ckpt["hyper_parameters"]["tta"] == "flip"  # eval and predict default to it
-    model = ImageClassifier.load_from_checkpoint(metrics["best_ckpt"], weights_only=True, pretrained=False).eval()
+    model = load_classifier(metrics["best_ckpt"]).eval()
     dm = SyntheticDataModule(input_size=32, mean=[0.5] * 3, std=[0.5] * 3, batch_size=32, train_size=480,
                              val_size=80, test_size=160)
     dm.setup("test")

@@ -83,6 +83,7 @@ def test_checkpoint_killed_while_writing_leaves_the_previous_one_loadable(tmp_pa
     assert kill_while_writing(plain, "plain").startswith("unloadable")
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 def test_a_checkpoint_with_non_finite_weights_is_refused_in_one_line(cfg_factory, tmp_path):
     import torch
 

@@ -49,6 +49,7 @@ def test_bugs_keep_their_traceback(cfg_factory):
         report_errors(lambda cfg: 1 / 0, cfg_factory())
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 def test_best_checkpoint_follows_the_metric_direction(tmp_path):
     """optimized_metric=val/loss keeps (and tests) the epoch of the smallest loss, not the largest."""
     from cifar_ft.reports.figures import read_scalars

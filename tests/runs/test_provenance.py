@@ -34,6 +34,7 @@ def evaluate_with(ckpt: str, out: Path, *data: str):
     return evaluate(make_cfg([f"ckpt_path={ckpt}", "trainer.enable_progress_bar=false", *data], out, "eval"))
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 def test_eval_defaults_to_the_runs_own_held_out_split_and_refuses_training_images(cfg_factory, tmp_path):
     root = image_folder(tmp_path / "data", per_class=40, seed=0)
     cfg = cfg_factory(*RUN, f"data.root={root}", fast=False, name="run")
@@ -61,6 +62,7 @@ def test_eval_defaults_to_the_runs_own_held_out_split_and_refuses_training_image
     assert new["num_test_images"] == 30 and new["test_images_seen_in_training"] == 0
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 def test_eval_notices_that_the_runs_data_changed(cfg_factory, tmp_path):
     root = image_folder(tmp_path / "data", per_class=20, seed=0)
     cfg = cfg_factory(*RUN, f"data.root={root}", fast=False, name="run")

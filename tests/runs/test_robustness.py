@@ -31,6 +31,7 @@ def read_rows(folder: Path) -> list[dict]:
     return list(csv.DictReader((folder / "robustness.csv").open()))
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 def test_a_training_run_evaluates_its_test_split_under_corruption(run):
     metrics = json.loads((run / "metrics.json").read_text())
     rows = read_rows(run)
@@ -45,6 +46,7 @@ def test_a_training_run_evaluates_its_test_split_under_corruption(run):
         assert img.format == "PNG" and img.size[0] >= 500 and img.size[1] >= 250
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 def test_eval_gives_the_same_numbers_as_the_run_and_takes_subsets(run, tmp_path):
     ckpt = json.loads((run / "metrics.json").read_text())["best_ckpt"]
     again = evaluate(make_cfg([f"ckpt_path={ckpt}", *SUBSET], tmp_path / "a", "eval"))
@@ -76,6 +78,7 @@ def test_bad_values_are_one_line(kwargs, named):
         RobustnessConfig(**kwargs).check()
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 def test_the_corruption_pass_leaves_the_global_random_stream_alone(run):
     from cifar_ft.data.corruptions import CORRUPTIONS, TorchDraws
 

@@ -45,6 +45,7 @@ def test_ckpt_path_last_without_a_run_directory_and_an_empty_run_directory_are_r
         guard("export", ["hydra.run.dir= "])
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 def test_a_second_command_into_a_directory_in_use_is_refused(tmp_path):
     run = tmp_path / "busy"
     run.mkdir()
@@ -93,6 +94,7 @@ def test_the_commands_refuse_before_hydra_writes_and_a_failed_run_leaves_no_dire
     assert not new.exists()
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 def test_a_finished_runs_checkpoint_in_a_new_directory_is_refused_but_can_train_on(cfg_factory):
     from cifar_ft.train import train
 

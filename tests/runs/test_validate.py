@@ -135,6 +135,7 @@ def test_the_console_gets_a_summary_and_the_run_directory_the_whole_resolved_con
     assert OmegaConf.load(saved) == OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 def test_a_run_shorter_than_its_warmup_or_logging_interval_is_told_and_still_gets_curves(cfg_factory, caplog):
     import logging
 

@@ -18,6 +18,7 @@ from tests.conftest import FAST, ROOT, make_cfg
 SHORT = ["trainer.max_epochs=2", "data.train_size=192", "data.val_size=32", "data.test_size=64"]
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 def test_lora_with_ema_bf16_and_tta_evaluates_and_predicts_from_its_small_checkpoint(cfg_factory, resnet_weights,
                                                                                       tmp_path):
     cfg = cfg_factory(*SHORT, "strategy=lora", f"model.pretrained={resnet_weights}", "callbacks=[default,ema]",

@@ -10,7 +10,7 @@ import torch
 
 from cifar_ft.exports.peft import export_adapter
 from cifar_ft.exports.timm_form import ExportInfo, to_timm, write_timm
-from cifar_ft.models.classifier import ImageClassifier
+from cifar_ft.models.factory import build_classifier
 from cifar_ft.strategies.lora import LoRA
 
 FRESH = """
@@ -34,7 +34,7 @@ print(json.dumps(out))
 @pytest.mark.parametrize("use_dora", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["lora", "dora"])
 def test_merged_export_and_peft_folder_give_our_logits_in_plain_timm_and_peft(tmp_path, use_dora):
     torch.manual_seed(0)
-    model = ImageClassifier("vit_tiny_patch16_224", num_classes=10, pretrained=False, input_size=32,
+    model = build_classifier(backbone="vit_tiny_patch16_224", num_classes=10, pretrained=False, input_size=32,
                             strategy=LoRA(rank=4, use_dora=use_dora)).eval()
     with torch.no_grad():  # adapters as after training: B != 0, so merging changes the weights
         for name, p in model.backbone.named_parameters():
@@ -72,7 +72,7 @@ def test_peft_format_of_a_strategy_without_adapters_is_one_line(tmp_path):
     from cifar_ft.errors import ConfigError
     from cifar_ft.strategies.selective import BitFit
 
-    model = ImageClassifier("test_resnet", num_classes=10, pretrained=False, input_size=32, strategy=BitFit())
+    model = build_classifier(backbone="test_resnet", num_classes=10, pretrained=False, input_size=32, strategy=BitFit())
     with pytest.raises(ConfigError, match="format=peft needs a checkpoint of strategy=lora or dora"):
         export_adapter(model, tmp_path, None)
 
@@ -82,7 +82,7 @@ def test_merged_lora_exports_as_plain_onnx_and_torch_export_models(tmp_path):
     from cifar_ft.exports.formats import export_onnx, export_torch
 
     torch.manual_seed(0)
-    model = ImageClassifier("vit_tiny_patch16_224", num_classes=10, pretrained=False, input_size=32,
+    model = build_classifier(backbone="vit_tiny_patch16_224", num_classes=10, pretrained=False, input_size=32,
                             strategy=LoRA(rank=4)).eval()
     with torch.no_grad():
         for name, p in model.backbone.named_parameters():
@@ -112,7 +112,7 @@ def test_vpt_has_no_timm_form_but_exports_as_a_traced_graph(tmp_path):
     from cifar_ft.strategies.vpt import VPT
 
     torch.manual_seed(0)
-    model = ImageClassifier("vit_tiny_patch16_224", num_classes=10, pretrained=False, input_size=32,
+    model = build_classifier(backbone="vit_tiny_patch16_224", num_classes=10, pretrained=False, input_size=32,
                             strategy=VPT(tokens=3)).eval()
     info = ExportInfo(class_names=[str(i) for i in range(10)], input_size=32, mean=[0.5] * 3, std=[0.5] * 3,
                       eval_crop_pct=1.0, model_card="test")

@@ -27,6 +27,7 @@ def vit_weights(path: Path, seed: int) -> str:
     return str(path)
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 def test_lora_checkpoints_are_small_and_evaluate_exactly_and_check_the_base(cfg_factory, tmp_path):
     weights = vit_weights(tmp_path / "base.safetensors", seed=0)
     lora = cfg_factory(*VIT, "strategy=lora", f"model.pretrained={weights}", name="lora")
@@ -58,6 +59,7 @@ def test_lora_checkpoints_are_small_and_evaluate_exactly_and_check_the_base(cfg_
     assert "sha256" in message and "\n" not in message and "model.pretrained" in message
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 def test_random_init_base_is_never_left_out(cfg_factory):
     """model.pretrained=false cannot be rebuilt, so such runs keep full checkpoints."""
     cfg = cfg_factory(*VIT, "strategy=bitfit", "model.pretrained=false")

@@ -9,6 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from cifar_ft.models.classifier import ImageClassifier
+from cifar_ft.models.factory import build_classifier
 from cifar_ft.runs.build import strategy_and_schedule
 from cifar_ft.strategies import STRATEGIES, FinetuningStrategy, build_strategy
 from cifar_ft.strategies.lora import LoRA
@@ -48,6 +49,7 @@ def bn_buffers(keys) -> set[str]:
     return {k for k in keys if k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 @pytest.mark.parametrize("strategy", ["linear_probe", "bitfit", "norm", "lora", "dora"])
 def test_strategy_changes_exactly_its_parameters(cfg_factory, resnet_weights, strategy):
     """test_resnet (with BatchNorm): only the strategy's parameters and the head change; BatchNorm
@@ -66,6 +68,7 @@ def test_strategy_changes_exactly_its_parameters(cfg_factory, resnet_weights, st
     assert got == want | HEAD
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_partial_keeps_its_first_layer_groups_pretrained_statistics_included(cfg_factory, resnet_weights, precision):
     """strategy=partial: the first `frozen_groups` layer groups keep weights and BatchNorm statistics
@@ -98,6 +101,7 @@ def test_partial_refuses_a_count_that_freezes_nothing_or_everything():
         Partial(frozen_groups=99).trainable(net)
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 def test_full_changes_every_backbone_tensor(cfg_factory):
     got = changed(cfg_factory, "strategy=full", "strategy.frozen_epochs=0")
     never = {"temperature"}  # set by calibrate=temperature after training, never by it
@@ -144,6 +148,7 @@ def test_schedules_the_strategies_imply():
     assert schedule("experiment=cpu_quick", "strategy=full")["freeze_epochs"] == 1  # full's own
 
 
+@pytest.mark.command  # composes every experiment x strategy (about 90 configs): the command tier
 def test_an_experiment_may_choose_a_strategy_and_its_options_and_the_command_line_still_wins():
     """An experiment chooses a strategy and may give options for it (conf/experiment_strategy/); strategy=X
     on the command line builds X with X's own options, unless X is the experiment's own choice."""
@@ -183,7 +188,7 @@ def test_cpu_transfer_freezes_five_groups_and_the_command_line_or_another_strate
 
 
 def vit(strategy, **kwargs) -> ImageClassifier:
-    return ImageClassifier("vit_tiny_patch16_224", num_classes=10, pretrained=False, input_size=32,
+    return build_classifier(backbone="vit_tiny_patch16_224", num_classes=10, pretrained=False, input_size=32,
                            strategy=strategy, **kwargs)
 
 
@@ -205,7 +210,7 @@ def test_lora_targets_per_backbone_family_and_bad_regex_is_one_line():
     model = vit(LoRA())
     assert set(model.strategy.modules) == {f"blocks.{i}.{m}" for i in range(12)
                                            for m in ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")}
-    conv = ImageClassifier("test_resnet", num_classes=10, pretrained=False, input_size=32, strategy=LoRA())
+    conv = build_classifier(backbone="test_resnet", num_classes=10, pretrained=False, input_size=32, strategy=LoRA())
     assert conv.strategy.modules and all("downsample" in m or "conv" in m for m in conv.strategy.modules)
     from cifar_ft.errors import ConfigError
 
@@ -229,6 +234,7 @@ def test_vpt_prompts_are_skipped_by_pooling_and_start_from_the_same_features():
     assert shallow.backbone.blocks.prompt.shape == (1, 4, 192)
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 @pytest.mark.parametrize("strategy", [["strategy=full"], ["strategy=partial", "strategy.frozen_groups=2"]])
 def test_frozen_bn_statistics_keep_every_statistic_while_the_rest_trains(cfg_factory, resnet_weights, strategy):
     """strategy.bn_statistics=frozen: every BatchNorm statistic bit-identical after training (the

@@ -95,6 +95,7 @@ def _sweep(tmp_path, *args: str):
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 @pytest.mark.parametrize("url,named", [("banana", "hydra.sweeper.storage='banana' is not valid"),
                                        ("postgresql+psycopg://postgres@127.0.0.1:1/x", "cannot connect")])
 def test_a_search_with_a_bad_storage_is_one_line_and_writes_no_sweep_directory(tmp_path, url, named):

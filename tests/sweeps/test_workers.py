@@ -231,5 +231,6 @@ def postgres_url() -> str:
     return url
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
 def test_two_workers_share_one_postgresql_study(tmp_path, postgres_url):
     two_workers_share_one_study(tmp_path, postgres_url, study=f"test-{os.getpid()}-{time.time_ns()}")
