@@ -16,7 +16,7 @@ from cifar_ft.reports.results_data import PROVENANCE, latest_run, read_rows
 
 BLOCK = re.compile(r"(<!-- results:([\w-]+) -->\n)(.*?)(<!-- /results:\2 -->)", re.S)
 PRESET_COLUMNS = {"preset": "preset", "val_acc": "val acc", "test_acc": "test acc", "wall_s": "wall s",
-                  "reference_s": "reference s", "device": "device", "machine": "machine", "date": "date",
+                  "reference_s": "reference s", "budget_reference_s": "budget (ref. s)", "device": "device", "machine": "machine", "date": "date",
                   "commit": "commit"}
 
 
@@ -26,7 +26,9 @@ def cell(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.4f}" if abs(value) < 1 else f"{value:,.3f}" if abs(value) < 10 else f"{value:,.1f}"
     text = str(value)
-    return text[:8] if re.fullmatch(r"[0-9a-f]{40}(-dirty)?", text) else text.replace("|", "\\|")
+    if m := re.fullmatch(r"([0-9a-f]{8})[0-9a-f]{32}(-dirty)?", text):  # a commit: short, and whether modified
+        return m.group(1) + (m.group(2) or "")
+    return text.replace("|", "\\|")
 
 
 def table(rows: list[dict], columns: dict[str, str]) -> str:
