@@ -3,7 +3,6 @@ and every docs page is in the site's navigation (mkdocs build --strict, in CI, c
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import yaml
 

@@ -16,7 +16,8 @@ from cifar_ft.reports.results_data import PROVENANCE, latest_run, read_rows
 
 BLOCK = re.compile(r"(<!-- results:([\w-]+) -->\n)(.*?)(<!-- /results:\2 -->)", re.S)
 PRESET_COLUMNS = {"preset": "preset", "val_acc": "val acc", "test_acc": "test acc", "wall_s": "wall s",
-                  "reference_s": "reference s", "budget_reference_s": "budget (ref. s)", "device": "device", "machine": "machine", "date": "date",
+                  "reference_s": "reference s", "budget_reference_s": "budget (ref. s)",
+                  "device": "device", "machine": "machine", "date": "date",
                   "commit": "commit"}
 
 
