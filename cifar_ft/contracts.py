@@ -165,9 +165,12 @@ class JobPlan:
     outside a multirun gets `JobPlan()`): `skip` it and report `result` (it finished in an earlier attempt),
     `resume` it from its own checkpoints/last.ckpt (an attempt was interrupted), and the `callbacks` a trial
     of a pruned search adds; each has `pruned_at`, the epoch after which the search's pruner stopped the
-    run, or None. The run reads nothing else of the sweep."""
+    run, or None; `sweep_dir` and `job`, the sweep's directory and this job's number (trackers make one
+    parent run per sweep). The run reads nothing else of the sweep."""
 
     skip: bool = False
     result: float | None = None
     resume: bool = False
     callbacks: tuple[Any, ...] = ()
+    sweep_dir: str | None = None
+    job: int | None = None

@@ -108,6 +108,8 @@ CODE_CHOOSING = {
     ("backbones/weights.py", "torch.load("): "weights_only unless trust_checkpoint=true",
     ("runs/checkpoints.py", "torch.load("): "weights_only=True",
     ("callbacks/temperature.py", "torch.load("): "weights_only=True, the run's own best checkpoint",
+    ("runs/tracking.py", "torch.load("): "weights_only=True, the tracker ids of the checkpoint a run resumes",
+    ("trackers/build.py", "instantiate("): "a logger config of the user's own (`_target_`) in the command's config",
 }
 
 

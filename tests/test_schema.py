@@ -35,6 +35,8 @@ for key in COMMAND:
 for (group, name) in SCHEMAS:
     if group in ("optimizer", "strategy"):
         WHERE[(group, name)] = ([f"{group}={name}"], f"{group}.")
+    elif group == "logger":  # each tracker's keys under its own name, once chosen
+        WHERE[(group, name)] = ([f"logger={name}"], f"logger.{name}.")
     elif group == "callbacks":  # an opt-in callback's keys exist once it is chosen
         WHERE[(group, name)] = ([f"callbacks=[default,{name}]"] if name in OPT_IN else [], f"callbacks.{name}.")
 

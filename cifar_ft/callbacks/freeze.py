@@ -156,9 +156,10 @@ class FreezeSchedule(BaseFinetuning):
 
     # ---- hooks ---------------------------------------------------------------------------
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # A mid-epoch resume skips on_train_epoch_start: re-apply the current epoch's state here.
-        for optimizer in trainer.optimizers:
-            self.finetune_function(pl_module, trainer.current_epoch, optimizer)
+        # A mid-epoch resume skips on_train_epoch_start: re-apply the current epoch's state here, through
+        # BaseFinetuning's own epoch hook, which also records the groups added now in this callback's state, so
+        # the next resume restores them too (a resumed run that unfroze here, resumed again, needs them)
+        BaseFinetuning.on_train_epoch_start(self, trainer, pl_module)
         self._data_mode(trainer, pl_module)
 
     def _data_mode(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

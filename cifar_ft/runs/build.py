@@ -53,15 +53,6 @@ def strategy_and_schedule(node: DictConfig) -> tuple[dict, dict]:
     return options, schedule
 
 
-# where each logger writes in the run directory (the run's figures and sweep summaries read it there)
-LOGGER_FOLDERS = {"tensorboard": {"name": "tensorboard", "version": "", "default_hp_metric": False}}
-
-
-def build_loggers(cfg: DictConfig | None, output_dir: str) -> list:
-    return [instantiate(c, save_dir=output_dir, **LOGGER_FOLDERS.get(name, {}))
-            for name, c in (cfg or {}).items() if c is not None]
-
-
 def build_trainer(trainer_cfg: DictConfig, callbacks: list[L.Callback], loggers: list, output_dir: str
                   ) -> L.Trainer:
     """The Trainer of `trainer_cfg` in the run directory, with checkpoints written whole (temporary file +
@@ -144,10 +135,15 @@ def log_hparams(loggers: list, cfg: DictConfig, results: dict[str, float | None]
     """Flattened config into TensorBoard's HPARAMS tab, with the run's results once it has them, under
     `hp/<name>` (one point each): a placeholder logged at the start would put a NaN point at step 0 on
     the curves themselves."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
     flat = flatten(OmegaConf.to_container(cfg, resolve=True))
     metrics = {f"hp/{k}": float(v) for k, v in results.items() if isinstance(v, (int, float))}
     for logger in loggers:
-        logger.log_hyperparams(flat, metrics=metrics)
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(flat, metrics=metrics)
+        elif metrics:  # the others have their params from the start (runs/tracking.py): the results as scalars
+            logger.log_metrics(metrics)
 
 
 def flatten(d: dict, prefix: str = "") -> dict:

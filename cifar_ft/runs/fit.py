@@ -19,9 +19,9 @@ from cifar_ft.contracts import JobPlan
 from cifar_ft.reports.artifacts import run_facts, to_float_dict, write_metrics, write_test_artifacts
 from cifar_ft.reports.explain import write_mistakes
 from cifar_ft.reports.robustness import after_test
+from cifar_ft.runs import tracking
 from cifar_ft.runs.build import (
     build_callbacks,
-    build_loggers,
     build_trainer,
     log_hparams,
     print_config,
@@ -55,6 +55,7 @@ def fit_and_test(cfg: DictConfig, start: float, plan: JobPlan, corruptions) -> f
     ckpt_path = resolve_ckpt(resume_target(cfg.get("ckpt_path"), resume), output_dir, trust)
     if ckpt_path is not None:
         refuse_finished(ckpt_path, output_dir, cfg.trainer.get("max_epochs"), cfg.trainer.get("max_steps"))
+    trackers = tracking.options_of(cfg)  # a missing extra or a silent server: one line, before anything is built
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")  # data problems (missing folders, batch larger than the data) come first
     calibrate = cfg.get("calibrate") == "temperature"  # a fit always has a validation split (datamodule)
@@ -68,13 +69,13 @@ def fit_and_test(cfg: DictConfig, start: float, plan: JobPlan, corruptions) -> f
     if ckpt_path is not None:  # before the config print and fit: a file fit cannot load is one line
         check_resumable(ckpt_path, model, trust)
     print_config(cfg)
-    loggers = build_loggers(cfg.get("logger"), str(output_dir))
     callbacks = build_callbacks(cfg.get("callbacks"), cfg.trainer.get("enable_progress_bar", True),
                                 run_supplied(cfg, schedule))
     provenance = record(cfg.data, datamodule)  # in every checkpoint: eval tests these held-out images
+    loggers, keep_ids = tracking.start(cfg, trackers, model, provenance, ckpt_path, plan)
     scaling = [TemperatureScaling()] if calibrate else []  # fitted at the start of the final test
-    trainer = build_trainer(cfg.trainer, [*callbacks, *pruning, *scaling, RecordData(provenance)], loggers,
-                            str(output_dir))
+    trainer = build_trainer(cfg.trainer, [*callbacks, *pruning, *scaling, RecordData(provenance), *keep_ids],
+                            loggers, str(output_dir))
     fit_start = time.time()
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=not trust)
     fit_time = time.time() - fit_start
@@ -82,7 +83,11 @@ def fit_and_test(cfg: DictConfig, start: float, plan: JobPlan, corruptions) -> f
     best_score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
     pruned_at = next((p.pruned_at for p in pruning if p.pruned_at is not None), None)
     if pruned_at is not None:  # stopped by the search's pruner: no test, the run directory stays
-        return _pruned(trainer, cfg, output_dir, start, best, best_score, pruned_at)
+        result = _pruned(trainer, cfg, output_dir, start, best, best_score, pruned_at)
+        if trainer.is_global_zero:
+            facts = {"best_ckpt": best, f"{cfg.optimized_metric}_best": result}
+            tracking.end(trackers, loggers, model, output_dir, facts, cfg.optimized_metric, state="pruned")
+        return result
     trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
     metrics = {k: v for k, v in to_float_dict(trainer.callback_metrics).items() if k.startswith("test/")}
     metrics.update(run_facts(trainer, cfg.seed, start, best, best_score, cfg.optimized_metric), fit_time_s=fit_time,
@@ -100,6 +105,7 @@ def fit_and_test(cfg: DictConfig, start: float, plan: JobPlan, corruptions) -> f
         if trainer.is_global_zero:
             write_metrics(output_dir / "metrics.json", metrics)
     if trainer.is_global_zero:
+        tracking.end(trackers, loggers, model, output_dir, metrics, cfg.optimized_metric)
         log.info("Run directory: %s", output_dir)
     return metrics.get(f"{cfg.optimized_metric}_best")
 

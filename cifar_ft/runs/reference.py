@@ -41,7 +41,7 @@ def reference() -> str:
              "has, what is valid, its default and what it does. A YAML option of conf/ holds only what "
              "differs from these defaults.", ""]
     for (group, name), cls in sorted(SCHEMAS.items()):
-        prefix = PREFIX.get(group, f"callbacks.{name}.")
+        prefix = PREFIX.get(group, f"{group}.{name}.")
         lines += [f"## {group}: {name}", "", " ".join((cls.__doc__ or "").split()), "",
                   "Used by: " + ", ".join(f"`{u}`" for u in users(group, name)), "",
                   "| key | type | valid | default | help |", "|---|---|---|---|---|"]

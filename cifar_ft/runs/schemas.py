@@ -9,6 +9,7 @@ from cifar_ft.runs import command_options as _commands  # noqa: F401
 from cifar_ft.runs import config as _runs  # noqa: F401
 from cifar_ft.schema import SCHEMAS
 from cifar_ft.strategies import config as _strategies  # noqa: F401
+from cifar_ft.trackers import config as _trackers  # noqa: F401
 
 
 def register_schemas() -> None:

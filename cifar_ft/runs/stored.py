@@ -32,6 +32,7 @@ from cifar_ft.strategies import STRATEGIES
 from cifar_ft.strategies.checkpoint import BASE_KEY
 
 PREPROCESSING_KEY = "preprocessing"
+TRACKERS_KEY = "trackers"  # tracker name -> the id of its run (runs/tracking.py: a resumed run continues it)
 
 
 HPARAMS = keyword_arguments(ImageClassifier) or set()
@@ -102,6 +103,13 @@ def check_base_record(record: Any, where: str) -> None:
         raise _crafted(where, "its base-weights record is not a count, a SHA-256 and a name")
 
 
+def check_tracker_ids(record: Any, where: str) -> None:
+    """A checkpoint's tracker ids: tracker names to short strings, nothing else."""
+    if not (isinstance(record, dict) and all(isinstance(k, str) and isinstance(v, str) and len(v) < 200
+                                             for k, v in record.items())):
+        raise _crafted(where, "its tracker ids are not names and ids")
+
+
 def check_preprocessing(record: Any, where: str) -> None:
     if not isinstance(record, dict) or not all(isinstance(k, str) and plain(v) for k, v in record.items()):
         raise _crafted(where, "its preprocessing record is not a mapping of plain values")
@@ -124,6 +132,8 @@ def check_checkpoint(ckpt: Any, where: str) -> None:
         check_base_record(ckpt[BASE_KEY], where)
     if PREPROCESSING_KEY in ckpt:
         check_preprocessing(ckpt[PREPROCESSING_KEY], where)
+    if TRACKERS_KEY in ckpt:
+        check_tracker_ids(ckpt[TRACKERS_KEY], where)
     for key in ("state_dict", "current_model_state"):
         state = ckpt.get(key, {})
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

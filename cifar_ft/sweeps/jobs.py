@@ -90,5 +90,7 @@ def plan_job(cfg: DictConfig) -> JobPlan:
     attempt = previous_attempt(cfg, Path(cfg.paths.output_dir), cfg.optimized_metric)
     if attempt.action == "skip":
         return JobPlan(skip=True, result=attempt.result)
+    output_dir = Path(cfg.paths.output_dir)
     return JobPlan(resume=attempt.action == "resume",
-                   callbacks=tuple(trial_callbacks(sweeper_settings(), cfg.optimized_metric)))
+                   callbacks=tuple(trial_callbacks(sweeper_settings(), cfg.optimized_metric)),
+                   sweep_dir=str(output_dir.parent), job=int(output_dir.name) if output_dir.name.isdigit() else None)

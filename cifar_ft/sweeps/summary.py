@@ -21,6 +21,7 @@ from cifar_ft.plain import read_data
 from cifar_ft.reports.figures import read_scalars, sweep_figure
 from cifar_ft.runs.resolvers import metric_mode
 from cifar_ft.sweeps.study_view import study_markdown, study_states
+from cifar_ft.trackers.config import MLFLOW_PARENT_FILE
 
 COLUMNS = ["job", "status", "overrides", "val/acc_best", "test/acc", "test/f1_macro", "test/ece", "test/nll",
            "robustness/mean_acc", "robustness/drop", "epochs", "wall_time_s", "trainable_pct", "peak_memory_mb",
@@ -172,3 +173,8 @@ class SweepSummary(Callback):
     def on_multirun_end(self, config, **kwargs) -> None:
         rows = summarize(config.hydra.sweep.dir, self.metric, self.mode)
         print(f"Sweep summary: {config.hydra.sweep.dir}/summary.md ({len(rows)} jobs)")
+        sweep = Path(config.hydra.sweep.dir)
+        if (sweep / MLFLOW_PARENT_FILE).is_file():  # logger=mlflow: the summary goes on the sweep's parent run
+            from cifar_ft.trackers.mlflow_tracker import close_parent
+
+            close_parent(sweep, [sweep / name for name in ("summary.md", "summary.csv", "summary.png")])

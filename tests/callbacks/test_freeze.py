@@ -101,6 +101,22 @@ def test_resume_in_either_phase_matches_uninterrupted_run(cfg_factory, unfreeze)
             assert torch.equal(value, final[key]), f"resume from epoch {epoch}: {key} differs"
 
 
+@pytest.mark.command  # trains a run: the command tier (docs/architecture.md, Tests)
+def test_a_resumed_run_that_unfroze_resumes_again(cfg_factory, tmp_path):
+    """Run 1 ends frozen; run 2 resumes it and unfreezes at its start (on_train_start); run 3 resumes run 2:
+    the groups run 2 added must be in its checkpoint's callback state, or the optimizer cannot be restored."""
+    from cifar_ft.train import train
+
+    common = ["strategy.frozen_epochs=1", f"hydra.run.dir={tmp_path / 'r'}"]
+    for epochs in (1, 2, 3):
+        resume = ["ckpt_path=last"] if epochs > 1 else []
+        cfg = cfg_factory(*common, f"trainer.max_epochs={epochs}", *resume, name="r")
+        train(cfg)
+        ckpt = torch.load(tmp_path / "r" / "checkpoints" / "last.ckpt", weights_only=True)
+        tags = {g.get("tag") for g in ckpt["optimizer_states"][0]["param_groups"]}
+        assert ckpt["epoch"] == epochs - 1 and ("backbone" in tags) == (epochs > 1), (epochs, tags)
+
+
 def test_a_gradual_schedule_longer_than_the_run_is_said_in_one_line_before_training(caplog):
     """5 groups, one per epoch after 1 frozen epoch: 3 epochs unfreeze 2 of them, 6 epochs all of them."""
     import logging
