@@ -14,8 +14,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_new_job_runs_a_finished_one_is_skipped_with_its_result_an_interrupted_one_resumes(tmp_path):
-    cfg = make_cfg(["experiment=smoke"], tmp_path)
-    assert plan_job(cfg) == JobPlan()  # new: records this attempt (job.json)
+    cfg = make_cfg(["experiment=smoke"], tmp_path / "3")
+    tmp_path = tmp_path / "3"  # job 3 of the sweep in tmp_path (trackers make one parent run per sweep)
+    assert plan_job(cfg) == JobPlan(sweep_dir=str(tmp_path.parent), job=3)  # new: records this attempt (job.json)
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")
     assert plan_job(cfg).resume and not plan_job(cfg).skip
