@@ -17,7 +17,7 @@ from cifar_ft.bench.overhead import CASES
 from cifar_ft.bench.speed_common import plain_loop_logged, prepared_model
 
 REFERENCE_RATE = 247.6  # img/s: the lite0@64 plain loop on the README's reference machine
-# recipe -> its whole-command target in reference seconds (README "Results"; issue #21)
+# recipe -> its whole-command target in reference seconds (docs/results: the presets' budgets)
 BUDGETS_REF_S = {"experiment=cpu_transfer": 600.0, "experiment=cpu_quick": 150.0}
 
 

@@ -49,7 +49,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "random erasing": ("basic + random erasing 0.25", ["data.random_erasing=0.25"]),
     "flip only": ("flip only (data.pad_fraction=0, the presets' choice)", ["data.pad_fraction=0"]),
     "label smoothing": ("0.0", ["model.label_smoothing=0.0"]),
-    # time-to-accuracy levers (issue #21): FixRes, a compiled step, a larger backbone at the same size
+    # time-to-accuracy levers: FixRes, a compiled step, a larger backbone at the same size
     "test at 80 px": ("validate and test at 80 px (FixRes; trained at 64)", ["model.test_input_size=80"]),
     "test at 96 px": ("validate and test at 96 px (trained at 64)", ["model.test_input_size=96"]),
     "compile": ("model.compile=true (inductor's C++ backend; compile time counted)", ["model.compile=true"]),

@@ -121,20 +121,22 @@ def test_a_resumed_run_continues_its_mlflow_run_on_a_server(tmp_path, server):
     assert run.data.params["trainer.max_epochs"] == "1"  # the first value stays: MLflow params do not change
 
 
-def test_a_sweep_is_one_parent_run_with_a_child_per_job(tmp_path):
-    sweep = tmp_path / "outputs" / "multirun"
+def test_a_sweep_is_one_parent_run_with_a_child_per_job(tmp_path, store):
+    uri, choose = store
+    sweep, experiment = tmp_path / "outputs" / "multirun", f"sweep-{time.time_ns()}"
     proc = subprocess.run([sys.executable, "-m", "cifar_ft.train", "-m", *FAST, "trainer.max_epochs=1",
-                           "logger=[tensorboard,mlflow]", "optimizer.lr=1e-3,3e-3", f"hydra.sweep.dir={sweep}"],
+                           "logger=[tensorboard,mlflow]", *choose, f"logger.mlflow.experiment_name={experiment}",
+                           "optimizer.lr=1e-3,3e-3", f"hydra.sweep.dir={sweep}"],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    runs = runs_of(f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}", "cifar_ft")
+    runs = runs_of(uri, experiment)
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(parents) == 1 and len(children) == 2 and parents[0].info.status == "FINISHED"
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
     assert sorted(r.data.tags["trial"] for r in children) == ["0", "1"]
     assert all(float(r.data.tags["objective"]) >= 0 and r.data.tags["state"] == "finished" for r in children)
-    client = MlflowClient(f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}")
+    client = MlflowClient(uri)
     assert {"summary.md", "summary.csv"} <= {a.path for a in client.list_artifacts(parents[0].info.run_id)}
 
 
