@@ -295,4 +295,3 @@ class ImageClassifier(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {
             "scheduler": scheduler, "interval": "epoch" if plateau else "step",
             "monitor": "val/acc" if plateau else None, "name": "lr"}}
-

@@ -15,18 +15,19 @@ from cifar_ft.models.config import ModelOptions
 
 
 def _default(key: str) -> Any:
-    """The model node's default of `key` (models/config.py is its one home), as this group's field."""
+    """The group field of the model node's key `key`: its default is the node's (models/config.py is its one
+    home), and the key is kept in the field's metadata, from which `FLAT` is built."""
     spec = {f.name: f for f in fields(ModelOptions)}[key]
     if spec.default_factory is not MISSING:  # a list (mean, std): a tuple here, immutable
-        return field(default=tuple(spec.default_factory()))
-    return field(default=spec.default)
+        return field(default=tuple(spec.default_factory()), metadata={"key": key})
+    return field(default=spec.default, metadata={"key": key})
 
 
 @dataclass(frozen=True)
 class BackboneOptions:
     """Which pretrained network, from where, and how it runs."""
 
-    name: str
+    name: str = field(metadata={"key": "backbone"})  # required: no default
     source: str = _default("source")
     pretrained: bool | str = _default("pretrained")
     drop_path_rate: float = _default("drop_path_rate")
@@ -76,18 +77,8 @@ GROUPS: dict[str, type] = {"backbone": BackboneOptions, "inputs": InputOptions, 
                            "training": TrainingOptions, "compiler": CompileOptions}
 
 # model node key (and the hyperparameter of a checkpoint written before the grouping) -> (group, field)
-FLAT: dict[str, tuple[str, str]] = {
-    "backbone": ("backbone", "name"), "source": ("backbone", "source"), "pretrained": ("backbone", "pretrained"),
-    "drop_path_rate": ("backbone", "drop_path_rate"), "channels_last": ("backbone", "channels_last"),
-    "input_size": ("inputs", "size"), "test_input_size": ("inputs", "test_size"), "mean": ("inputs", "mean"),
-    "std": ("inputs", "std"), "batch_size": ("inputs", "batch_size"),
-    "head_dropout": ("head", "dropout"), "head_init": ("head", "init"),
-    "backbone_lr_mult": ("training", "backbone_lr_mult"), "layer_decay": ("training", "layer_decay"),
-    "label_smoothing": ("training", "label_smoothing"), "backprop_fraction": ("training", "backprop_fraction"),
-    "small_checkpoints": ("training", "small_checkpoints"),
-    "compile": ("compiler", "enabled"), "compile_mode": ("compiler", "mode"),
-    "compile_backend": ("compiler", "backend"),
-}
+FLAT: dict[str, tuple[str, str]] = {f.metadata["key"]: (group, f.name) for group, kind in GROUPS.items()
+                                    for f in fields(kind)}
 
 
 @dataclass(frozen=True)

@@ -74,10 +74,8 @@ def tracker_options(node: Mapping[str, Any] | None) -> dict[str, Any]:
     own logger config (one holding `_target_`) stays a mapping: `build_loggers` instantiates it."""
     out: dict[str, Any] = {}
     for name, values in (node or {}).items():
-        if values is None:
-            continue
-        values = {k: v for k, v in dict(values).items() if k != "_target_" or name not in TRACKERS}
-        out[name] = TRACKERS[name].options(**values) if name in TRACKERS else values
+        if values is not None:
+            out[name] = TRACKERS[name].options(**values) if name in TRACKERS else dict(values)
     return out
 
 

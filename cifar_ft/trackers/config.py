@@ -1,5 +1,6 @@
 """The logger node's schemas (`logger.<name>`): each tracker's options, their types, defaults, valid values
-and help. Light: no Lightning, no tracker package."""
+and help. No `_target_`: each is built by its TRACKERS entry (`build.py`), which passes what the run knows
+(its directory, tags, the ids it resumes) with these options. Light: no Lightning, no tracker package."""
 from __future__ import annotations
 
 import re
@@ -21,15 +22,12 @@ MLFLOW_PARENT_FILE = "mlflow_parent_run.json"  # in a sweep's directory: its MLf
 class TensorBoardOptions:
     """TensorBoard event files in <run dir>/tensorboard: curves, figures, the HPARAMS tab (the default)."""
 
-    _target_: str = "lightning.pytorch.loggers.TensorBoardLogger"
-
 
 @schema("logger", "csv")
 @dataclass
 class CSVOptions:
     """Every scalar as rows of <run dir>/csv/metrics.csv, and the config as hparams.yaml (no extra needed)."""
 
-    _target_: str = "lightning.pytorch.loggers.CSVLogger"
     flush_logs_every_n_steps: int = knob(100, "rows are written to the file every N logging calls", ge=1)
 
 
@@ -38,7 +36,6 @@ class CSVOptions:
 class MLflowOptions:
     """An MLflow run per training run (`pip install -e '.[mlflow]'`): params, the scalars, tags, artifacts."""
 
-    _target_: str = "lightning.pytorch.loggers.MLFlowLogger"
     tracking_uri: str | None = knob(None, "null: a SQLite store beside the runs (sqlite:///<outputs>/mlflow.db); "
                                           "http://host:port for a server; sqlite:///file.db")
     experiment_name: str = knob("cifar_ft", "the MLflow experiment the runs go to", check=_name,
@@ -53,7 +50,6 @@ class MLflowOptions:
 class WandbOptions:
     """A Weights & Biases run (`pip install -e '.[wandb]'`): offline without an account, online with one."""
 
-    _target_: str = "lightning.pytorch.loggers.WandbLogger"
     project: str = knob("cifar_ft", "the W&B project", check=_name, valid=NAME_VALID)
     entity: str | None = knob(None, "the W&B team or user (null: the account's default)")
     mode: str = knob("auto", "auto: online when an API key is configured (WANDB_API_KEY or wandb login), else "

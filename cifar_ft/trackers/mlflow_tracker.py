@@ -119,7 +119,7 @@ def build(options: MLflowOptions, run) -> GuardedMLFlowLogger:
 
 
 def run_id(logger: GuardedMLFlowLogger) -> str | None:
-    return None if logger.gone else logger._guard("creating the run", lambda: logger.run_id)
+    return logger._guard("creating the run", lambda: logger.run_id)
 
 
 def _experiment_id(client, name: str) -> str:

@@ -44,7 +44,7 @@ def build(options: WandbOptions, run):
     return WandbLogger(project=options.project, entity=options.entity, save_dir=str(run.output_dir),
                        mode=mode(options), id=resume, resume="allow" if resume else None,
                        name=run.output_dir.name, group=run.sweep_dir.name if run.sweep_dir is not None else None,
-                       tags=[f"{k}:{v}"[:64] for k, v in run.tags.items()], config=dict(run.tags))
+                       tags=[f"{k}:{v}"[:64] for k, v in run.tags.items()])  # the config: log_hyperparams
 
 
 def run_id(logger) -> str | None:
